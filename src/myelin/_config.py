@@ -1,0 +1,99 @@
+"""Run-time configuration: the instruction-set path, threads, and what the build has.
+
+Read once at import: ``MYELIN_CPU`` (``baseline``, ``avx2`` or ``avx512``) forces a path, and
+``MYELIN_NUM_THREADS`` sets the thread count (``OMP_NUM_THREADS`` is honoured by the OpenMP
+runtime itself).
+"""
+
+from __future__ import annotations
+
+import os
+
+from myelin import _kernels
+
+_ISA_NAMES = ("baseline", "avx2", "avx512")
+
+
+def available_isas() -> list[str]:
+    """The instruction-set paths this CPU can run, from the most portable to the widest."""
+    return [name for i, name in enumerate(_ISA_NAMES) if _kernels.isa_supported(i)]
+
+
+def current_isa() -> str:
+    """The path the kernels use now."""
+    return _kernels.isa_name(_kernels.current_isa())
+
+
+def set_isa(name: str) -> None:
+    """Switch the kernels to the path ``name`` (one of :func:`available_isas`)."""
+    if not isinstance(name, str):
+        raise TypeError(f"isa must be a str, got {type(name).__name__}")
+    rc = _kernels.select_isa(name)
+    if rc == -1:
+        raise ValueError(f"unknown instruction-set path {name!r}; expected one of {list(_ISA_NAMES)}")
+    if rc == -2:
+        raise ValueError(
+            f"this CPU cannot run the {name!r} path; it supports {available_isas()}"
+        )
+
+
+def has_openmp() -> bool:
+    """Whether this build of myelin runs its kernels in parallel with OpenMP."""
+    return _kernels.has_openmp()
+
+
+def openmp_runtime() -> str:
+    """A description of the OpenMP runtime myelin is linked with."""
+    if not has_openmp():
+        return "none (serial build)"
+    lib = "unknown library"
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                base = line.rsplit("/", 1)[-1].strip()
+                if base.startswith(("libgomp", "libomp", "libiomp")):
+                    lib = base
+                    break
+    except OSError:
+        pass
+    return f"OpenMP {_kernels.openmp_version()} ({lib})"
+
+
+def set_num_threads(n: int) -> None:
+    """Use up to ``n`` threads in the kernels (tiny ops still run on one)."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n must be an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    _kernels.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """The most threads a kernel uses now."""
+    return _kernels.get_num_threads()
+
+
+def _init_from_environment() -> None:
+    requested = os.environ.get("MYELIN_CPU", "").strip().lower()
+    rc = _kernels.select_isa(requested)
+    if rc == -1:
+        raise RuntimeError(
+            f"MYELIN_CPU={requested!r} is not a known path; expected one of {list(_ISA_NAMES)}"
+        )
+    if rc == -2:
+        raise RuntimeError(
+            f"MYELIN_CPU={requested!r}: this CPU cannot run that path; it supports "
+            f"{available_isas()}"
+        )
+    threads = os.environ.get("MYELIN_NUM_THREADS", "").strip()
+    if threads:
+        try:
+            n = int(threads)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise RuntimeError(f"MYELIN_NUM_THREADS={threads!r}: expected a positive integer")
+        _kernels.set_num_threads(n)
+
+
+_init_from_environment()

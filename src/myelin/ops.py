@@ -1,0 +1,767 @@
+"""myelin.ops: the C kernels behind a NumPy interface (NumPy arrays in, NumPy arrays out).
+
+All validation lives here: array-likes are converted, the dtype rule applied, shapes and values
+checked, outputs allocated or checked, and then one binding of ``myelin._kernels`` is called.
+``myelin.reference`` has the same functions in plain NumPy. The API is described in docs/ops.md.
+
+The dtype rule: float32 and float64 are computed natively. An ndarray of any other dtype raises
+TypeError. Python scalars and nested lists are converted with ``np.asarray``, integer or bool
+ones to float64. Inputs of different float dtypes are promoted to float64, as NumPy would.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+
+import numpy as np
+
+from myelin import _kernels
+
+__all__ = [
+    "adam_step",
+    "bias_grad",
+    "binary_cross_entropy_with_logits",
+    "global_norm",
+    "leaky_relu",
+    "leaky_relu_backward",
+    "linear",
+    "linear_backward",
+    "log_softmax",
+    "log_softmax_backward",
+    "matmul",
+    "mse_loss",
+    "relu",
+    "relu_backward",
+    "rmsprop_step",
+    "sgd_step",
+    "sigmoid",
+    "sigmoid_backward",
+    "softmax",
+    "softmax_backward",
+    "softmax_cross_entropy",
+    "tanh",
+    "tanh_backward",
+]
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_ACTIVATIONS = {
+    None: _kernels.ACT_NONE,
+    "relu": _kernels.ACT_RELU,
+    "leaky_relu": _kernels.ACT_LEAKY_RELU,
+    "sigmoid": _kernels.ACT_SIGMOID,
+    "tanh": _kernels.ACT_TANH,
+}
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+# ---------------------------------------------------------------- input handling
+
+
+def _as_float(x, name: str) -> np.ndarray:
+    """``x`` as a float32 or float64 ndarray, following the dtype rule."""
+    if isinstance(x, np.ndarray):
+        a = x
+    elif x is None:
+        raise TypeError(f"{name} must be an array of float32 or float64, got None")
+    else:
+        typed = isinstance(x, np.generic) or hasattr(x, "__array__")
+        try:
+            a = np.asarray(x)
+        except (ValueError, TypeError) as exc:
+            raise TypeError(f"{name} could not be converted to an array: {exc}") from None
+        if not typed and a.dtype.kind in "biu":
+            a = a.astype(np.float64)
+    if a.dtype not in _FLOATS:
+        raise TypeError(
+            f"{name} has dtype {a.dtype}; myelin computes in float32 or float64 "
+            f"(convert with .astype(np.float32))"
+        )
+    return a
+
+
+def _promote(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Cast to float64 when the arrays mix float32 and float64, as NumPy would."""
+    if len({a.dtype for a in arrays}) > 1:
+        return tuple(a.astype(np.float64, copy=False) for a in arrays)
+    return arrays
+
+
+def _contig(a: np.ndarray) -> np.ndarray:
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
+
+
+def _rows(a: np.ndarray, cols: int) -> np.ndarray:
+    """``a`` (..., cols) as a 2-D (rows, cols) array (a view when the layout allows)."""
+    return a.reshape(math.prod(a.shape[:-1]), cols)
+
+
+def _check_out(out, name: str, shape: tuple, dtype: np.dtype) -> np.ndarray:
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"{name} has dtype {out.dtype}; expected {dtype}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"{name} has shape {out.shape}; expected {tuple(shape)}")
+    if not out.flags.writeable:
+        raise ValueError(f"{name} is read-only")
+    return out
+
+
+def _same_shape(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str, op: str) -> None:
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{op}: {name_a} has shape {a.shape} but {name_b} has shape {b.shape}; "
+            f"they must be equal"
+        )
+
+
+def _activation(activation) -> int:
+    try:
+        return _ACTIVATIONS[activation]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"activation must be one of {list(_ACTIVATIONS)}, got {activation!r}"
+        ) from None
+
+
+def _slope(negative_slope) -> float:
+    try:
+        s = float(negative_slope)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"negative_slope must be a number, got {type(negative_slope).__name__}"
+        ) from None
+    if not s >= 0.0:
+        raise ValueError(f"negative_slope must be >= 0, got {negative_slope}")
+    return s
+
+
+def _reduction(reduction) -> str:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {list(_REDUCTIONS)}, got {reduction!r}")
+    return reduction
+
+
+def _nonneg(value, name: str, upper: float | None = None) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}") from None
+    if not v >= 0.0 or (upper is not None and not v < upper):
+        expected = f"0 <= {name} < {upper}" if upper is not None else f"{name} >= 0"
+        raise ValueError(f"{name} must satisfy {expected}, got {value}")
+    return v
+
+
+# ---------------------------------------------------------------- GEMM
+
+
+def _gemm_into(out: np.ndarray, a: np.ndarray, b: np.ndarray, bias=None, act=0, slope=0.01):
+    """out (..., M, N) = a @ b over broadcast batch axes; a, b already views of any strides."""
+    if a.ndim == 2:
+        return _kernels.gemm(out, a, b, 0.0, bias, act, slope)
+    batch = out.shape[:-2]
+    a = np.broadcast_to(a, batch + a.shape[-2:])
+    b = np.broadcast_to(b, batch + b.shape[-2:])
+    return _kernels.gemm_batched(out, a, b)
+
+
+def matmul(a, b, *, trans_a: bool = False, trans_b: bool = False, out=None) -> np.ndarray:
+    """Matrix product with ``np.matmul`` semantics, on myelin's GEMM.
+
+    Parameters
+    ----------
+    a, b : array_like, float32 or float64
+        ``(..., M, K)`` and ``(..., K, N)`` (after the optional transposes); a 1-D operand is
+        promoted as ``np.matmul`` does. Batch axes broadcast.
+    trans_a, trans_b : bool
+        Transpose the last two axes of ``a`` / ``b`` first, without a copy.
+    out : ndarray, optional
+        Result array of the right shape and dtype; must not share memory with ``a`` or ``b``.
+
+    Returns
+    -------
+    ndarray of shape ``(..., M, N)`` and the inputs' dtype.
+    """
+    a, b = _promote(_as_float(a, "a"), _as_float(b, "b"))
+    if a.ndim == 0 or b.ndim == 0:
+        which = "a" if a.ndim == 0 else "b"
+        raise ValueError(f"matmul: {which} is a scalar (shape ()); expected at least 1 dimension")
+    a2 = a[None, :] if a.ndim == 1 else (np.swapaxes(a, -1, -2) if trans_a else a)
+    b2 = b[:, None] if b.ndim == 1 else (np.swapaxes(b, -1, -2) if trans_b else b)
+    M, K = a2.shape[-2:]
+    K2, N = b2.shape[-2:]
+    if K != K2:
+        raise ValueError(
+            f"matmul: a has shape {a.shape}{' (transposed)' if trans_a else ''} and b has shape "
+            f"{b.shape}{' (transposed)' if trans_b else ''}; the contracted dimensions differ "
+            f"({K} != {K2})"
+        )
+    try:
+        batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
+    except ValueError:
+        raise ValueError(
+            f"matmul: the batch dimensions of a {a.shape} and b {b.shape} do not broadcast"
+        ) from None
+    full = batch + (M, N)
+    shape = batch + ((M,) if a.ndim > 1 else ()) + ((N,) if b.ndim > 1 else ())
+    dtype = a.dtype
+    if out is None:
+        res = np.empty(shape, dtype)
+        work = res.reshape(full)
+    else:
+        res = _check_out(out, "out", shape, dtype)
+        if np.may_share_memory(res, a) or np.may_share_memory(res, b):
+            raise ValueError("matmul: out shares memory with an input; pass a separate array")
+        copy_back = not res.flags.c_contiguous
+        work = np.empty(full, dtype) if copy_back else res.reshape(full)
+    if any(s % a.itemsize for s in a2.strides):
+        a2 = np.ascontiguousarray(a2)
+    if any(s % b.itemsize for s in b2.strides):
+        b2 = np.ascontiguousarray(b2)
+    _gemm_into(work, a2, b2)
+    if out is not None and copy_back:
+        np.copyto(res, work.reshape(shape))
+    return res
+
+
+def linear(x, weight, bias=None, activation=None, *, negative_slope=0.01, out=None):
+    """``act(x @ weight.T + bias)`` in one pass (bias and activation fused in the GEMM).
+
+    Parameters
+    ----------
+    x : array_like, ``(..., in_features)``
+    weight : array_like, ``(out_features, in_features)`` (PyTorch's layout)
+    bias : array_like ``(out_features,)``, optional
+    activation : None, "relu", "leaky_relu", "sigmoid" or "tanh"
+    negative_slope : float
+        The slope of leaky_relu for negative inputs (PyTorch's default 0.01).
+    out : ndarray ``(..., out_features)``, optional
+
+    Returns
+    -------
+    ndarray ``(..., out_features)`` of the inputs' dtype.
+    """
+    act = _activation(activation)
+    slope = _slope(negative_slope)
+    arrays = [_as_float(x, "x"), _as_float(weight, "weight")]
+    if bias is not None:
+        arrays.append(_as_float(bias, "bias"))
+    arrays = _promote(*arrays)
+    x, weight = arrays[0], arrays[1]
+    if weight.ndim != 2:
+        raise ValueError(
+            f"linear: weight must be 2-D (out_features, in_features), got shape {weight.shape}"
+        )
+    n_out, n_in = weight.shape
+    if x.ndim == 0 or x.shape[-1] != n_in:
+        raise ValueError(
+            f"linear: x has shape {x.shape} but weight {weight.shape} expects {n_in} input "
+            f"features in the last axis"
+        )
+    if bias is not None:
+        bias = _contig(arrays[2])
+        if bias.shape != (n_out,):
+            raise ValueError(f"linear: bias has shape {bias.shape}; expected ({n_out},)")
+    shape = x.shape[:-1] + (n_out,)
+    x2 = _rows(x, n_in)
+    if any(s % x.itemsize for s in x2.strides):
+        x2 = np.ascontiguousarray(x2)
+    w_t = weight.T if not any(s % weight.itemsize for s in weight.strides) else np.ascontiguousarray(weight).T
+    if out is None:
+        res = np.empty(shape, x.dtype)
+        work = _rows(res, n_out)
+    else:
+        res = _check_out(out, "out", shape, x.dtype)
+        for arr, nm in ((x, "x"), (weight, "weight"), (bias, "bias")):
+            if arr is not None and np.may_share_memory(res, arr):
+                raise ValueError(f"linear: out shares memory with {nm}; pass a separate array")
+        work = _rows(res, n_out) if res.flags.c_contiguous else np.empty(
+            (x2.shape[0], n_out), x.dtype
+        )
+    _kernels.gemm(work, x2, w_t, 0.0, bias, act, slope)
+    if out is not None and not res.flags.c_contiguous:
+        np.copyto(res, work.reshape(shape))
+    return res
+
+
+def linear_backward(grad_y, x, weight, y, activation=None, *, negative_slope=0.01):
+    """Gradients of :func:`linear`.
+
+    Parameters
+    ----------
+    grad_y : array_like ``(..., out_features)``, the upstream gradient.
+    x : array_like ``(..., in_features)``, the forward input.
+    weight : array_like ``(out_features, in_features)``.
+    y : array_like ``(..., out_features)``, the forward output; used for the activation's
+        derivative and may be None when ``activation`` is None.
+
+    Returns
+    -------
+    (grad_x, grad_weight, grad_bias) with the shapes of x, weight and ``(out_features,)``.
+    """
+    act = _activation(activation)
+    slope = _slope(negative_slope)
+    arrays = [_as_float(grad_y, "grad_y"), _as_float(x, "x"), _as_float(weight, "weight")]
+    if act != _kernels.ACT_NONE:
+        if y is None:
+            raise ValueError(f"linear_backward: y (the forward output) is needed for {activation}")
+        arrays.append(_as_float(y, "y"))
+    arrays = _promote(*arrays)
+    grad_y, x, weight = arrays[:3]
+    if weight.ndim != 2:
+        raise ValueError(
+            f"linear_backward: weight must be 2-D (out_features, in_features), got shape "
+            f"{weight.shape}"
+        )
+    n_out, n_in = weight.shape
+    if x.ndim == 0 or x.shape[-1] != n_in:
+        raise ValueError(
+            f"linear_backward: x has shape {x.shape} but weight {weight.shape} expects {n_in} "
+            f"input features"
+        )
+    expected = x.shape[:-1] + (n_out,)
+    if grad_y.shape != expected:
+        raise ValueError(f"linear_backward: grad_y has shape {grad_y.shape}; expected {expected}")
+    g = _rows(_contig(grad_y), n_out)
+    if act != _kernels.ACT_NONE:
+        y = arrays[3]
+        if y.shape != expected:
+            raise ValueError(f"linear_backward: y has shape {y.shape}; expected {expected}")
+        g = _kernels.act_backward(np.empty_like(g), g, _rows(_contig(y), n_out), act, slope)
+    x2 = _rows(_contig(x), n_in)
+    w = _contig(weight)
+    grad_x = np.empty(x2.shape, x.dtype)
+    _kernels.gemm(grad_x, g, w)
+    grad_w = np.empty((n_out, n_in), x.dtype)
+    _kernels.gemm(grad_w, g.T, x2)
+    grad_b = np.empty(n_out, x.dtype)
+    _kernels.colsum(grad_b, g, g.shape[0], n_out)
+    return grad_x.reshape(x.shape), grad_w, grad_b
+
+
+# ---------------------------------------------------------------- activations
+
+
+def _unary(x, out, act: int, slope: float, op: str) -> np.ndarray:
+    x = _as_float(x, "x")
+    if out is None:
+        return _kernels.act_forward(np.empty(x.shape, x.dtype), _contig(x), act, slope)
+    res = _check_out(out, "out", x.shape, x.dtype)
+    xc = _contig(x)
+    if res.flags.c_contiguous:
+        if xc is not res and np.may_share_memory(res, xc):
+            xc = xc.copy()  # partial overlap: read from a copy
+        return _kernels.act_forward(res, xc, act, slope)
+    np.copyto(res, _kernels.act_forward(np.empty(x.shape, x.dtype), xc, act, slope))
+    return res
+
+
+def _unary_backward(grad_y, y, out, act: int, slope: float, op: str) -> np.ndarray:
+    grad_y, y = _promote(_as_float(grad_y, "grad_y"), _as_float(y, "y"))
+    _same_shape(grad_y, y, "grad_y", "y", op)
+    gc, yc = _contig(grad_y), _contig(y)
+    if out is None:
+        return _kernels.act_backward(np.empty(y.shape, y.dtype), gc, yc, act, slope)
+    res = _check_out(out, "out", y.shape, y.dtype)
+    if res.flags.c_contiguous:
+        if gc is not res and np.may_share_memory(res, gc):
+            gc = gc.copy()
+        if np.may_share_memory(res, yc):
+            yc = yc.copy()
+        return _kernels.act_backward(res, gc, yc, act, slope)
+    np.copyto(res, _kernels.act_backward(np.empty(y.shape, y.dtype), gc, yc, act, slope))
+    return res
+
+
+def relu(x, *, out=None) -> np.ndarray:
+    """``max(x, 0)`` element-wise; NaN stays NaN. Same shape and dtype as ``x``."""
+    return _unary(x, out, _kernels.ACT_RELU, 0.0, "relu")
+
+
+def relu_backward(grad_y, y, *, out=None) -> np.ndarray:
+    """Gradient of :func:`relu` from the upstream gradient and the forward output ``y``."""
+    return _unary_backward(grad_y, y, out, _kernels.ACT_RELU, 0.0, "relu_backward")
+
+
+def leaky_relu(x, negative_slope=0.01, *, out=None) -> np.ndarray:
+    """``x`` where positive, ``negative_slope * x`` elsewhere (PyTorch's default slope 0.01)."""
+    return _unary(x, out, _kernels.ACT_LEAKY_RELU, _slope(negative_slope), "leaky_relu")
+
+
+def leaky_relu_backward(grad_y, y, negative_slope=0.01, *, out=None) -> np.ndarray:
+    """Gradient of :func:`leaky_relu` from the upstream gradient and the forward output ``y``."""
+    return _unary_backward(
+        grad_y, y, out, _kernels.ACT_LEAKY_RELU, _slope(negative_slope), "leaky_relu_backward"
+    )
+
+
+def sigmoid(x, *, out=None) -> np.ndarray:
+    """``1 / (1 + exp(-x))`` element-wise, saturating cleanly for large ``|x|``."""
+    return _unary(x, out, _kernels.ACT_SIGMOID, 0.0, "sigmoid")
+
+
+def sigmoid_backward(grad_y, y, *, out=None) -> np.ndarray:
+    """``grad_y * y * (1 - y)``, ``y`` being the forward output."""
+    return _unary_backward(grad_y, y, out, _kernels.ACT_SIGMOID, 0.0, "sigmoid_backward")
+
+
+def tanh(x, *, out=None) -> np.ndarray:
+    """Hyperbolic tangent element-wise."""
+    return _unary(x, out, _kernels.ACT_TANH, 0.0, "tanh")
+
+
+def tanh_backward(grad_y, y, *, out=None) -> np.ndarray:
+    """``grad_y * (1 - y**2)``, ``y`` being the forward output."""
+    return _unary_backward(grad_y, y, out, _kernels.ACT_TANH, 0.0, "tanh_backward")
+
+
+# ---------------------------------------------------------------- softmax
+
+
+def _axis(axis, ndim: int, op: str) -> int:
+    if ndim == 0:
+        raise ValueError(f"{op}: x is a scalar (shape ()); expected at least 1 dimension")
+    try:
+        axis = operator.index(axis)
+    except TypeError:
+        raise TypeError(f"{op}: axis must be an int, got {type(axis).__name__}") from None
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{op}: axis {axis} is out of range for an array of {ndim} dimensions")
+    return axis % ndim
+
+
+def _rows_last(a: np.ndarray, axis: int) -> np.ndarray:
+    return _contig(np.moveaxis(a, axis, -1))
+
+
+def _softmax(x, axis, log: bool, op: str) -> np.ndarray:
+    x = _as_float(x, "x")
+    axis = _axis(axis, x.ndim, op)
+    xl = _rows_last(x, axis)
+    y = np.empty(xl.shape, x.dtype)
+    if y.size:
+        cols = xl.shape[-1]
+        _kernels.softmax_forward(y, xl, y.size // cols, cols, log)
+    return np.moveaxis(y, -1, axis)
+
+
+def _softmax_backward(grad_y, y, axis, log: bool, op: str) -> np.ndarray:
+    grad_y, y = _promote(_as_float(grad_y, "grad_y"), _as_float(y, "y"))
+    _same_shape(grad_y, y, "grad_y", "y", op)
+    axis = _axis(axis, y.ndim, op)
+    gl, yl = _rows_last(grad_y, axis), _rows_last(y, axis)
+    dx = np.empty(yl.shape, y.dtype)
+    if dx.size:
+        cols = yl.shape[-1]
+        _kernels.softmax_backward(dx, gl, yl, dx.size // cols, cols, log)
+    return np.moveaxis(dx, -1, axis)
+
+
+def softmax(x, axis=-1) -> np.ndarray:
+    """``exp(x) / sum(exp(x))`` along ``axis``, stable for any finite input."""
+    return _softmax(x, axis, False, "softmax")
+
+
+def log_softmax(x, axis=-1) -> np.ndarray:
+    """``x - logsumexp(x)`` along ``axis``, stable for any finite input."""
+    return _softmax(x, axis, True, "log_softmax")
+
+
+def softmax_backward(grad_y, y, axis=-1) -> np.ndarray:
+    """Gradient through :func:`softmax` given its output ``y``: ``y * (g - sum(g * y))``."""
+    return _softmax_backward(grad_y, y, axis, False, "softmax_backward")
+
+
+def log_softmax_backward(grad_y, y, axis=-1) -> np.ndarray:
+    """Gradient through :func:`log_softmax` given its output ``y``: ``g - exp(y) * sum(g)``."""
+    return _softmax_backward(grad_y, y, axis, True, "log_softmax_backward")
+
+
+# ---------------------------------------------------------------- losses
+
+
+def _finish_loss(total: float, n: int, reduction: str, dtype, per_item):
+    if reduction == "none":
+        return per_item
+    if reduction == "sum":
+        return dtype.type(total)
+    return dtype.type(total / n) if n else dtype.type(np.nan)
+
+
+def softmax_cross_entropy(
+    logits, labels, *, reduction="mean", ignore_index=None, label_smoothing=0.0
+):
+    """Fused softmax cross-entropy on logits: one pass for the loss and its gradient.
+
+    PyTorch's ``cross_entropy`` semantics
+    (https://pytorch.org/docs/stable/generated/torch.nn.functional.cross_entropy.html).
+
+    Parameters
+    ----------
+    logits : array_like ``(N, C)``, float32 or float64
+    labels : array_like ``(N,)`` of integers in ``[0, C)`` (int32 or int64; other integer types
+        are converted), or equal to ``ignore_index``.
+    reduction : "mean" (over the rows not ignored), "sum" or "none"
+    ignore_index : int, optional
+        Rows with this label add nothing to the loss or the gradient.
+    label_smoothing : float in [0, 1]
+
+    Returns
+    -------
+    (loss, grad_logits): ``loss`` a scalar of the logits' dtype (``(N,)`` for "none");
+    ``grad_logits`` ``(N, C)``, the gradient of the loss (of the sum of the losses for "none").
+    """
+    reduction = _reduction(reduction)
+    smoothing = _nonneg(label_smoothing, "label_smoothing")
+    if smoothing > 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
+    logits = _as_float(logits, "logits")
+    if logits.ndim != 2:
+        raise ValueError(
+            f"softmax_cross_entropy: logits must be 2-D (N, C), got shape {logits.shape}"
+        )
+    n, c = logits.shape
+    lab = np.asarray(labels)
+    if lab.dtype.kind not in "iu":
+        raise ValueError(
+            f"labels must be integer class indices (int32 or int64), got dtype {lab.dtype}"
+        )
+    if lab.shape != (n,):
+        raise ValueError(f"labels has shape {lab.shape}; expected ({n},), one per row of logits")
+    if ignore_index is not None:
+        try:
+            ignore_index = operator.index(ignore_index)
+        except TypeError:
+            raise TypeError(
+                f"ignore_index must be an int or None, got {type(ignore_index).__name__}"
+            ) from None
+    lab64, n_valid, bad = _kernels.prepare_labels(lab, c, ignore_index)
+    if bad >= 0:
+        extra = f" or ignore_index={ignore_index}" if ignore_index is not None else ""
+        raise ValueError(
+            f"labels[{bad}] = {lab[bad]} is not a class index: expected 0 <= label < {c}{extra}"
+        )
+    scale = 1.0 / n_valid if (reduction == "mean" and n_valid) else 1.0
+    grad = np.empty((n, c), logits.dtype)
+    row_loss = np.empty(n, logits.dtype) if reduction == "none" else None
+    total = _kernels.softmax_xent(row_loss, grad, _contig(logits), lab64, smoothing, scale)
+    return _finish_loss(total, n_valid, reduction, logits.dtype, row_loss), grad
+
+
+def _pointwise_loss(kind: int, x, t, reduction, op: str, names: tuple[str, str]):
+    reduction = _reduction(reduction)
+    x, t = _promote(_as_float(x, names[0]), _as_float(t, names[1]))
+    _same_shape(x, t, names[0], names[1], op)
+    n = x.size
+    scale = 1.0 / n if (reduction == "mean" and n) else 1.0
+    grad = np.empty(x.shape, x.dtype)
+    per = np.empty(x.shape, x.dtype) if reduction == "none" else None
+    total = _kernels.pointwise_loss(kind, per, grad, _contig(x), _contig(t), scale)
+    return _finish_loss(total, n, reduction, x.dtype, per), grad
+
+
+def binary_cross_entropy_with_logits(logits, targets, *, reduction="mean"):
+    """Binary cross-entropy on logits, stable for any finite input (PyTorch's
+    ``binary_cross_entropy_with_logits``). ``logits`` and ``targets`` have one shape.
+
+    Returns ``(loss, grad_logits)``; see :func:`softmax_cross_entropy` for the reductions.
+    """
+    return _pointwise_loss(
+        0, logits, targets, reduction, "binary_cross_entropy_with_logits", ("logits", "targets")
+    )
+
+
+def mse_loss(input, target, *, reduction="mean"):
+    """Mean squared error ``(input - target)**2`` (PyTorch's ``mse_loss``).
+
+    Returns ``(loss, grad_input)``; see :func:`softmax_cross_entropy` for the reductions.
+    """
+    return _pointwise_loss(1, input, target, reduction, "mse_loss", ("input", "target"))
+
+
+# ---------------------------------------------------------------- optimizer updates
+
+
+def _param(p, name: str) -> np.ndarray:
+    if not isinstance(p, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray updated in place, got {type(p).__name__}")
+    if p.dtype not in _FLOATS:
+        raise TypeError(f"{name} has dtype {p.dtype}; expected float32 or float64")
+    if not p.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous to be updated in place")
+    if not p.flags.writeable:
+        raise ValueError(f"{name} is read-only")
+    return p
+
+
+def _state(s, name: str, param: np.ndarray, op: str) -> np.ndarray:
+    s = _param(s, name)
+    if s.dtype != param.dtype:
+        raise TypeError(f"{op}: {name} has dtype {s.dtype}; expected {param.dtype} like param")
+    _same_shape(param, s, "param", name, op)
+    if np.may_share_memory(s, param):
+        raise ValueError(f"{op}: {name} shares memory with param")
+    return s
+
+
+def _grad(g, param: np.ndarray, op: str) -> np.ndarray:
+    g = _as_float(g, "grad")
+    if g.dtype != param.dtype:
+        raise TypeError(f"{op}: grad has dtype {g.dtype}; expected {param.dtype} like param")
+    _same_shape(param, g, "param", "grad", op)
+    return _contig(g)
+
+
+def sgd_step(
+    param,
+    grad,
+    momentum_buffer=None,
+    *,
+    lr,
+    momentum=0.0,
+    dampening=0.0,
+    nesterov=False,
+    weight_decay=0.0,
+    first_step=False,
+) -> None:
+    """One SGD update of ``param`` in place, PyTorch's rule
+    (https://pytorch.org/docs/stable/generated/torch.optim.SGD.html).
+
+    ``momentum_buffer`` (same shape and dtype) is required when ``momentum != 0``;
+    ``first_step=True`` sets it to the gradient, as PyTorch does on its first step.
+    """
+    op = "sgd_step"
+    param = _param(param, "param")
+    g = _grad(grad, param, op)
+    lr = _nonneg(lr, "lr")
+    momentum = _nonneg(momentum, "momentum")
+    dampening = float(dampening)
+    weight_decay = _nonneg(weight_decay, "weight_decay")
+    if nesterov and (momentum <= 0 or dampening != 0):
+        raise ValueError("sgd_step: nesterov needs momentum > 0 and dampening == 0")
+    buf = None
+    if momentum != 0.0:
+        if momentum_buffer is None:
+            raise ValueError("sgd_step: momentum_buffer is required when momentum != 0")
+        buf = _state(momentum_buffer, "momentum_buffer", param, op)
+    _kernels.sgd_step(param, buf, g, lr, momentum, dampening, weight_decay, bool(nesterov),
+                      bool(first_step))
+
+
+def adam_step(
+    param,
+    grad,
+    exp_avg,
+    exp_avg_sq,
+    *,
+    step,
+    lr=1e-3,
+    betas=(0.9, 0.999),
+    eps=1e-8,
+    weight_decay=0.0,
+    decoupled_weight_decay=False,
+    amsgrad=False,
+    max_exp_avg_sq=None,
+) -> None:
+    """One Adam (or AdamW, with ``decoupled_weight_decay=True``) update in place, PyTorch's rule
+    (https://pytorch.org/docs/stable/generated/torch.optim.Adam.html).
+
+    ``step`` is the number of this update, 1 on the first call. ``max_exp_avg_sq`` is required
+    with ``amsgrad=True``.
+    """
+    op = "adam_step"
+    param = _param(param, "param")
+    g = _grad(grad, param, op)
+    m = _state(exp_avg, "exp_avg", param, op)
+    v = _state(exp_avg_sq, "exp_avg_sq", param, op)
+    try:
+        beta1, beta2 = (float(b) for b in betas)
+    except (TypeError, ValueError):
+        raise TypeError(f"betas must be a pair of numbers, got {betas!r}") from None
+    _nonneg(beta1, "betas[0]", 1.0)
+    _nonneg(beta2, "betas[1]", 1.0)
+    try:
+        step = operator.index(step)
+    except TypeError:
+        raise TypeError(f"step must be an int, got {type(step).__name__}") from None
+    if step < 1:
+        raise ValueError(f"step must be >= 1 (the number of this update), got {step}")
+    vmax = None
+    if amsgrad:
+        if max_exp_avg_sq is None:
+            raise ValueError("adam_step: max_exp_avg_sq is required when amsgrad=True")
+        vmax = _state(max_exp_avg_sq, "max_exp_avg_sq", param, op)
+    _kernels.adam_step(param, m, v, vmax, g, _nonneg(lr, "lr"), beta1, beta2, _nonneg(eps, "eps"),
+                       _nonneg(weight_decay, "weight_decay"), bool(decoupled_weight_decay), step)
+
+
+def rmsprop_step(
+    param,
+    grad,
+    square_avg,
+    *,
+    lr=1e-2,
+    alpha=0.99,
+    eps=1e-8,
+    weight_decay=0.0,
+    momentum=0.0,
+    centered=False,
+    momentum_buffer=None,
+    grad_avg=None,
+) -> None:
+    """One RMSprop update in place, PyTorch's rule
+    (https://pytorch.org/docs/stable/generated/torch.optim.RMSprop.html).
+
+    ``momentum_buffer`` is required when ``momentum != 0``, ``grad_avg`` when ``centered``.
+    """
+    op = "rmsprop_step"
+    param = _param(param, "param")
+    g = _grad(grad, param, op)
+    sq = _state(square_avg, "square_avg", param, op)
+    momentum = _nonneg(momentum, "momentum")
+    buf = None
+    if momentum != 0.0:
+        if momentum_buffer is None:
+            raise ValueError("rmsprop_step: momentum_buffer is required when momentum != 0")
+        buf = _state(momentum_buffer, "momentum_buffer", param, op)
+    gavg = None
+    if centered:
+        if grad_avg is None:
+            raise ValueError("rmsprop_step: grad_avg is required when centered=True")
+        gavg = _state(grad_avg, "grad_avg", param, op)
+    _kernels.rmsprop_step(param, sq, buf, gavg, g, _nonneg(lr, "lr"), _nonneg(alpha, "alpha"),
+                          _nonneg(eps, "eps"), _nonneg(weight_decay, "weight_decay"), momentum)
+
+
+# ---------------------------------------------------------------- reductions
+
+
+def bias_grad(grad_y) -> np.ndarray:
+    """Sum of ``grad_y`` over every axis but the last: the bias gradient of a linear layer.
+
+    ``grad_y`` is ``(..., features)``; the result is ``(features,)``.
+    """
+    g = _as_float(grad_y, "grad_y")
+    if g.ndim == 0:
+        raise ValueError("bias_grad: grad_y is a scalar (shape ()); expected at least 1 dimension")
+    cols = g.shape[-1]
+    g2 = _rows(_contig(g), cols)
+    return _kernels.colsum(np.empty(cols, g.dtype), g2, g2.shape[0], cols)
+
+
+def global_norm(arrays) -> float:
+    """The L2 norm of all the arrays together (as for gradient clipping), a Python float."""
+    if isinstance(arrays, np.ndarray):
+        arrays = [arrays]
+    try:
+        items = list(arrays)
+    except TypeError:
+        raise TypeError(
+            f"arrays must be an iterable of arrays, got {type(arrays).__name__}"
+        ) from None
+    total = 0.0
+    for i, a in enumerate(items):
+        total += _kernels.sumsq(_contig(_as_float(a, f"arrays[{i}]")))
+    return float(np.sqrt(total))
