@@ -108,6 +108,10 @@ def gemm(cnp.ndarray out, cnp.ndarray a, cnp.ndarray b, double beta=0.0, object 
         raise TypeError("gemm: arrays of different dtypes")
     if not cnp.PyArray_ISWRITEABLE(out):
         raise ValueError("gemm: output array is read-only")
+    if bias is not None:
+        _same(bias, f64, N, False)
+    if M == 0 or N == 0:
+        return out
     cdef int64_t rsa = _elem_stride(a, 0), csa = _elem_stride(a, 1)
     cdef int64_t rsb = _elem_stride(b, 0), csb = _elem_stride(b, 1)
     cdef int64_t ldc = _elem_stride(out, 0)
@@ -117,10 +121,6 @@ def gemm(cnp.ndarray out, cnp.ndarray a, cnp.ndarray b, double beta=0.0, object 
         raise ValueError("gemm: output rows must not overlap")
     if M <= 1:
         ldc = N
-    if bias is not None:
-        _same(bias, f64, N, False)
-    if M == 0 or N == 0:
-        return out
     cdef void *pa = cnp.PyArray_DATA(a)
     cdef void *pb = cnp.PyArray_DATA(b)
     cdef void *pc = cnp.PyArray_DATA(out)

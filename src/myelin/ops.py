@@ -159,7 +159,7 @@ def _nonneg(value, name: str, upper: float | None = None) -> float:
 
 def _gemm_into(out: np.ndarray, a: np.ndarray, b: np.ndarray, bias=None, act=0, slope=0.01):
     """out (..., M, N) = a @ b over broadcast batch axes; a, b already views of any strides."""
-    if a.ndim == 2:
+    if out.ndim == 2:
         return _kernels.gemm(out, a, b, 0.0, bias, act, slope)
     batch = out.shape[:-2]
     a = np.broadcast_to(a, batch + a.shape[-2:])

@@ -1,0 +1,64 @@
+/* GEMM internals: the one micro-kernel contract, the per-ISA kernel tables, the naive twin.
+ *
+ * Micro-kernel contract (BLIS style, row-major C):
+ *   C[m, n] = beta * C[m, n] + A_panel @ B_panel,   1 <= m <= MR, 1 <= n <= NR
+ *   a   packed A micro-panel, MR x k: A(i, p) = a[p*MR + i] (rows >= m are padding, ignored)
+ *   b   B micro-panel, k x NR: B(p, j) = b[p*ldb + j]; all NR columns must be readable (packed
+ *       panels are zero-padded; the driver passes unpacked rows only for full-width panels)
+ *   c   row-major with leading dimension ldc; only the m x n corner is read or written
+ *   beta == 0: C is not read (it may hold NaN).
+ * Each element is the FMA chain over p = 0..k-1 in order, started from zero, then combined with
+ * beta*C: the same arithmetic whatever m, n, the tile or the thread that runs it.
+ * A table gives, for every m in 1..MR, the kernel with the fewest rows that covers m, so edge
+ * tiles do not pay for MR rows.
+ */
+#ifndef MYELIN_GEMM_INTERNAL_H
+#define MYELIN_GEMM_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MYELIN_GEMM_MAX_MR 16
+
+typedef void (*myelin_sgemm_ukr)(int64_t k, const float *a, const float *b, int64_t ldb,
+                                 float *c, int64_t ldc, int64_t m, int64_t n, float beta);
+typedef void (*myelin_dgemm_ukr)(int64_t k, const double *a, const double *b, int64_t ldb,
+                                 double *c, int64_t ldc, int64_t m, int64_t n, double beta);
+
+struct myelin_sgemm_kernels {
+    const char *name;                          /* e.g. "sgemm_avx512_14x32" */
+    int mr, nr;
+    myelin_sgemm_ukr ukr[MYELIN_GEMM_MAX_MR + 1]; /* ukr[m], m = 1..mr; ukr[0] unused */
+};
+
+struct myelin_dgemm_kernels {
+    const char *name;
+    int mr, nr;
+    myelin_dgemm_ukr ukr[MYELIN_GEMM_MAX_MR + 1];
+};
+
+/* One table per ISA and dtype (ukernel_<isa>.c). The AVX tables exist only in x86 builds. */
+extern const struct myelin_sgemm_kernels myelin_sgemm_baseline;
+extern const struct myelin_dgemm_kernels myelin_dgemm_baseline;
+#ifdef MYELIN_X86
+extern const struct myelin_sgemm_kernels myelin_sgemm_avx2;
+extern const struct myelin_dgemm_kernels myelin_dgemm_avx2;
+extern const struct myelin_sgemm_kernels myelin_sgemm_avx512;
+extern const struct myelin_dgemm_kernels myelin_dgemm_avx512;
+#endif
+
+/* The naive scalar twin of myelin_gemm_f32/_f64 (csrc/ref/gemm_ref.c): same contract, triple loop
+ * through the strides, accumulating in the array dtype. The fallback when packing buffers cannot
+ * be allocated, and the readable statement of what the fast path computes. */
+void myelin_gemm_ref_f32(float *C, int64_t ldc,
+                         const float *A, int64_t rsa, int64_t csa,
+                         const float *B, int64_t rsb, int64_t csb,
+                         int64_t M, int64_t N, int64_t K,
+                         double beta, const float *bias, int act, double slope);
+void myelin_gemm_ref_f64(double *C, int64_t ldc,
+                         const double *A, int64_t rsa, int64_t csa,
+                         const double *B, int64_t rsb, int64_t csb,
+                         int64_t M, int64_t N, int64_t K,
+                         double beta, const double *bias, int act, double slope);
+
+#endif /* MYELIN_GEMM_INTERNAL_H */

@@ -1,0 +1,137 @@
+/* AVX2 + FMA GEMM micro-kernels (compiled with -mavx2 -mfma).
+ * sgemm_avx2_6x16: 6 rows x 2 ymm of float32; dgemm_avx2_6x8: 6 rows x 2 ymm of float64.
+ * 12 accumulators + 2 B vectors + 1 broadcast = 15 of the 16 ymm registers; per step of k: 2 loads,
+ * 6 broadcasts, 12 FMAs (two FMA pipes, 4 cycles latency: 8 chains keep them busy, 12 do).
+ * Contract in gemm_internal.h; partial n is handled with vmaskmov loads and stores. */
+#include <immintrin.h>
+
+#include "gemm/gemm_internal.h"
+
+#define AVX2_MR 6
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+ALWAYS_INLINE void sgemm_avx2_body(const int mr, int64_t k, const float *a, const float *b,
+                                   int64_t ldb, float *c, int64_t ldc, int64_t m, int64_t n,
+                                   float beta)
+{
+    __m256 c0[AVX2_MR], c1[AVX2_MR];
+#pragma GCC unroll 8
+    for (int i = 0; i < mr; i++) {
+        c0[i] = _mm256_setzero_ps();
+        c1[i] = _mm256_setzero_ps();
+    }
+    for (int64_t p = 0; p < k; p++) {
+        const __m256 b0 = _mm256_loadu_ps(b);
+        const __m256 b1 = _mm256_loadu_ps(b + 8);
+#pragma GCC unroll 8
+        for (int i = 0; i < mr; i++) {
+            const __m256 ai = _mm256_broadcast_ss(a + i);
+            c0[i] = _mm256_fmadd_ps(ai, b0, c0[i]);
+            c1[i] = _mm256_fmadd_ps(ai, b1, c1[i]);
+        }
+        a += AVX2_MR;
+        b += ldb;
+    }
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i k0 = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), lane);
+    const __m256i k1 = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n - 8), lane);
+    const int full = n == 16;
+    const __m256 vb = _mm256_set1_ps(beta);
+#pragma GCC unroll 8
+    for (int i = 0; i < mr; i++) {
+        if (i >= m) break;
+        float *cr = c + i * ldc;
+        __m256 r0 = c0[i], r1 = c1[i];
+        if (full) {
+            if (beta != 0.0f) {
+                r0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(cr), r0);
+                r1 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(cr + 8), r1);
+            }
+            _mm256_storeu_ps(cr, r0);
+            _mm256_storeu_ps(cr + 8, r1);
+        } else {
+            if (beta != 0.0f) {
+                r0 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(cr, k0), r0);
+                r1 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(cr + 8, k1), r1);
+            }
+            _mm256_maskstore_ps(cr, k0, r0);
+            _mm256_maskstore_ps(cr + 8, k1, r1);
+        }
+    }
+}
+
+ALWAYS_INLINE void dgemm_avx2_body(const int mr, int64_t k, const double *a, const double *b,
+                                   int64_t ldb, double *c, int64_t ldc, int64_t m, int64_t n,
+                                   double beta)
+{
+    __m256d c0[AVX2_MR], c1[AVX2_MR];
+#pragma GCC unroll 8
+    for (int i = 0; i < mr; i++) {
+        c0[i] = _mm256_setzero_pd();
+        c1[i] = _mm256_setzero_pd();
+    }
+    for (int64_t p = 0; p < k; p++) {
+        const __m256d b0 = _mm256_loadu_pd(b);
+        const __m256d b1 = _mm256_loadu_pd(b + 4);
+#pragma GCC unroll 8
+        for (int i = 0; i < mr; i++) {
+            const __m256d ai = _mm256_broadcast_sd(a + i);
+            c0[i] = _mm256_fmadd_pd(ai, b0, c0[i]);
+            c1[i] = _mm256_fmadd_pd(ai, b1, c1[i]);
+        }
+        a += AVX2_MR;
+        b += ldb;
+    }
+    const __m256i lane = _mm256_setr_epi64x(0, 1, 2, 3);
+    const __m256i k0 = _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), lane);
+    const __m256i k1 = _mm256_cmpgt_epi64(_mm256_set1_epi64x(n - 4), lane);
+    const int full = n == 8;
+    const __m256d vb = _mm256_set1_pd(beta);
+#pragma GCC unroll 8
+    for (int i = 0; i < mr; i++) {
+        if (i >= m) break;
+        double *cr = c + i * ldc;
+        __m256d r0 = c0[i], r1 = c1[i];
+        if (full) {
+            if (beta != 0.0) {
+                r0 = _mm256_fmadd_pd(vb, _mm256_loadu_pd(cr), r0);
+                r1 = _mm256_fmadd_pd(vb, _mm256_loadu_pd(cr + 4), r1);
+            }
+            _mm256_storeu_pd(cr, r0);
+            _mm256_storeu_pd(cr + 4, r1);
+        } else {
+            if (beta != 0.0) {
+                r0 = _mm256_fmadd_pd(vb, _mm256_maskload_pd(cr, k0), r0);
+                r1 = _mm256_fmadd_pd(vb, _mm256_maskload_pd(cr + 4, k1), r1);
+            }
+            _mm256_maskstore_pd(cr, k0, r0);
+            _mm256_maskstore_pd(cr + 4, k1, r1);
+        }
+    }
+}
+
+#define SGEMM_AVX2(ROWS)                                                                         \
+    static void sgemm_avx2_##ROWS##x16(int64_t k, const float *a, const float *b, int64_t ldb,   \
+                                       float *c, int64_t ldc, int64_t m, int64_t n, float beta)   \
+    {                                                                                            \
+        sgemm_avx2_body(ROWS, k, a, b, ldb, c, ldc, m, n, beta);                                 \
+    }
+#define DGEMM_AVX2(ROWS)                                                                         \
+    static void dgemm_avx2_##ROWS##x8(int64_t k, const double *a, const double *b, int64_t ldb,  \
+                                      double *c, int64_t ldc, int64_t m, int64_t n, double beta)  \
+    {                                                                                            \
+        dgemm_avx2_body(ROWS, k, a, b, ldb, c, ldc, m, n, beta);                                 \
+    }
+
+SGEMM_AVX2(6) SGEMM_AVX2(5) SGEMM_AVX2(4) SGEMM_AVX2(3) SGEMM_AVX2(2) SGEMM_AVX2(1)
+DGEMM_AVX2(6) DGEMM_AVX2(5) DGEMM_AVX2(4) DGEMM_AVX2(3) DGEMM_AVX2(2) DGEMM_AVX2(1)
+
+const struct myelin_sgemm_kernels myelin_sgemm_avx2 = {
+    "sgemm_avx2_6x16", AVX2_MR, 16,
+    {NULL, sgemm_avx2_1x16, sgemm_avx2_2x16, sgemm_avx2_3x16, sgemm_avx2_4x16, sgemm_avx2_5x16,
+     sgemm_avx2_6x16}};
+
+const struct myelin_dgemm_kernels myelin_dgemm_avx2 = {
+    "dgemm_avx2_6x8", AVX2_MR, 8,
+    {NULL, dgemm_avx2_1x8, dgemm_avx2_2x8, dgemm_avx2_3x8, dgemm_avx2_4x8, dgemm_avx2_5x8,
+     dgemm_avx2_6x8}};
