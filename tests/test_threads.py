@@ -76,6 +76,16 @@ def test_openmp_runtime_listed():
     assert "openmp" in apis, f"no OpenMP runtime among {threadpoolctl.threadpool_info()}"
 
 
+def test_threadpoolctl_limits_myelin(threads):
+    if not _config.has_openmp():
+        pytest.skip("serial build: myelin._kernels reports no OpenMP")
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    threads(2)
+    with threadpoolctl.threadpool_limits(limits=1, user_api="openmp"):
+        assert myelin.get_num_threads() == 1
+    assert myelin.get_num_threads() == 2
+
+
 def test_show_config(capsys, threads):
     threads(3)
     myelin.show_config()
