@@ -1,5 +1,5 @@
 /* One dtype's inner loops; expanded by eltwise_impl.h with T = float and T = double (no include
- * guard on purpose). FN(name) suffixes the dtype; VEXP, VSIGMOID, VTANH, VLOG1P_UNIT, VABS,
+ * guard on purpose). FN(name) suffixes the dtype; VEXP, VLOG1P_UNIT, VABS,
  * VSQRT are the dtype's element functions.
  * Sums inside a row or chunk use the 16-lane accumulators of eltwise_impl.h. */
 
@@ -22,15 +22,27 @@ static void FN(act_forward)(T *y, const T *x, int64_t n, int act, T slope)
         }
         break;
     case MYELIN_ACT_SIGMOID:
-        for (int64_t i = 0; i < n; i++) y[i] = VSIGMOID(x[i]);
+        FN(ops_sigmoid_block)(y, x, n);
         break;
     case MYELIN_ACT_TANH:
-        for (int64_t i = 0; i < n; i++) y[i] = VTANH(x[i]);
+        FN(ops_tanh_block)(y, x, n);
         break;
     default:
         if (y != x && n > 0) memmove(y, x, (size_t)n * sizeof(T));
         break;
     }
+}
+
+// x is (n,), y is (n,), not overlapping x: computed by L1 tiles, then streamed to y
+static void FN(act_forward_stream)(T *y, const T *x, int64_t n, int act, T slope)
+{
+    T tile[2048];
+    for (int64_t i = 0; i < n; i += 2048) {
+        int64_t nb = n - i < 2048 ? n - i : 2048;
+        FN(act_forward)(tile, x + i, nb, act, slope);
+        ops_stream_copy(y + i, tile, nb * (int64_t)sizeof(T));
+    }
+    ops_stream_fence();
 }
 
 // dy, y are (n,), dx is (n,); dx may equal dy

@@ -15,6 +15,9 @@
 #define OPS_GRAIN 32768.0
 /* Cost in units of an element needing an exp (sigmoid, tanh, softmax). */
 #define OPS_EXP_COST 8.0
+/* Outputs at least this large (half the 32 MiB L3 of the target machine) are written with
+ * streaming stores by act_forward: they would not stay in the cache anyway. */
+#define OPS_STREAM_BYTES (16.0 * 1024 * 1024)
 /* Partial sums kept on the stack; more chunks than this use malloc. */
 #define OPS_STACK_PARTIALS 256
 
@@ -59,6 +62,7 @@ static double *ops_partials(double *stack, int64_t nc)
             for (int64_t c = 0; c < (nc); c++) (total) += (CHUNK_EXPR);                           \
         } else {                                                                                  \
             int ops_nt_ = (int)ops_min(myelin_threads_for((work), OPS_GRAIN), (nc));              \
+            (void)ops_nt_;                                                                        \
             _Pragma("omp parallel for num_threads(ops_nt_) schedule(static) if(ops_nt_ > 1)")     \
             for (int64_t c = 0; c < (nc); c++) ops_part_[c] = (CHUNK_EXPR);                       \
             for (int64_t c = 0; c < (nc); c++) (total) += ops_part_[c];                           \

@@ -20,11 +20,19 @@ void API(act_forward_)(T *y, const T *x, int64_t n, int act, double slope)
     const myelin_ops_table *k = ops_table();
     const T sl = (T)slope;
     const int64_t nc = ops_nchunks(n, MYELIN_CHUNK);
+    /* a large output that does not overlap x goes around the caches */
+    const uintptr_t ya = (uintptr_t)y, xa = (uintptr_t)x, bytes = (uintptr_t)n * sizeof(T);
+    const int stream = (double)n * sizeof(T) >= OPS_STREAM_BYTES &&
+                       (ya + bytes <= xa || xa + bytes <= ya);
     int nt = myelin_threads_for((double)n * ops_act_cost(act), OPS_GRAIN);
+    (void)nt; /* unused in a serial build */
 #pragma omp parallel for num_threads(nt) schedule(static) if(nt > 1)
     for (int64_t c = 0; c < nc; c++) {
         int64_t i0 = c * MYELIN_CHUNK;
-        k->K(act_forward)(y + i0, x + i0, ops_min(MYELIN_CHUNK, n - i0), act, sl);
+        if (stream)
+            k->K(act_forward_stream)(y + i0, x + i0, ops_min(MYELIN_CHUNK, n - i0), act, sl);
+        else
+            k->K(act_forward)(y + i0, x + i0, ops_min(MYELIN_CHUNK, n - i0), act, sl);
     }
 }
 
@@ -35,6 +43,7 @@ void API(act_backward_)(T *dx, const T *dy, const T *y, int64_t n, int act, doub
     const T sl = (T)slope;
     const int64_t nc = ops_nchunks(n, MYELIN_CHUNK);
     int nt = myelin_threads_for((double)n * 1.5, OPS_GRAIN);
+    (void)nt; /* unused in a serial build */
 #pragma omp parallel for num_threads(nt) schedule(static) if(nt > 1)
     for (int64_t c = 0; c < nc; c++) {
         int64_t i0 = c * MYELIN_CHUNK;
@@ -50,6 +59,7 @@ void API(softmax_forward_)(T *y, const T *x, int64_t rows, int64_t cols, int log
     if (rows <= 0 || cols <= 0) return;
     const myelin_ops_table *k = ops_table();
     int nt = (int)ops_min(myelin_threads_for((double)rows * cols * OPS_EXP_COST, OPS_GRAIN), rows);
+    (void)nt; /* unused in a serial build */
 #pragma omp parallel for num_threads(nt) schedule(static) if(nt > 1)
     for (int t = 0; t < nt; t++) {
         int64_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt;
@@ -64,6 +74,7 @@ void API(softmax_backward_)(T *dx, const T *dy, const T *y, int64_t rows, int64_
     const myelin_ops_table *k = ops_table();
     double cost = log ? OPS_EXP_COST : 2.0;
     int nt = (int)ops_min(myelin_threads_for((double)rows * cols * cost, OPS_GRAIN), rows);
+    (void)nt; /* unused in a serial build */
 #pragma omp parallel for num_threads(nt) schedule(static) if(nt > 1)
     for (int t = 0; t < nt; t++) {
         int64_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt;
@@ -135,6 +146,7 @@ void API(colsum_)(T *out, const T *x, int64_t rows, int64_t cols, double beta)
     }
     const int64_t nb = ops_nchunks(cols, width);
     nt = (int)ops_min(nt, nb);
+    (void)nt; /* unused in a serial build */
 #pragma omp parallel for num_threads(nt) schedule(static) if(nt > 1)
     for (int64_t b = 0; b < nb; b++)
         k->K(colsum)(out, x, rows, cols, b * width, ops_min(width, cols - b * width), beta);
@@ -161,6 +173,7 @@ void API(sgd_step_)(T *p, T *buf, const T *g, int64_t n, double lr, double momen
     const T lr_ = (T)lr, mom = (T)momentum, omd = (T)(1.0 - dampening), wd = (T)weight_decay;
     const int64_t nc = ops_nchunks(n, MYELIN_CHUNK);
     int nt = myelin_threads_for((double)n * 2.0, OPS_GRAIN);
+    (void)nt; /* unused in a serial build */
 #pragma omp parallel for num_threads(nt) schedule(static) if(nt > 1)
     for (int64_t c = 0; c < nc; c++) {
         int64_t i0 = c * MYELIN_CHUNK;
@@ -182,6 +195,7 @@ void API(adam_step_)(T *p, T *m, T *v, T *vmax, const T *g, int64_t n, double lr
     const T wd = (T)weight_decay, decay = (T)(1.0 - lr * weight_decay);
     const int64_t nc = ops_nchunks(n, MYELIN_CHUNK);
     int nt = myelin_threads_for((double)n * 4.0, OPS_GRAIN);
+    (void)nt; /* unused in a serial build */
 #pragma omp parallel for num_threads(nt) schedule(static) if(nt > 1)
     for (int64_t c = 0; c < nc; c++) {
         int64_t i0 = c * MYELIN_CHUNK;
@@ -200,6 +214,7 @@ void API(rmsprop_step_)(T *p, T *sq, T *buf, T *gavg, const T *g, int64_t n, dou
     const T wd = (T)weight_decay, mom = (T)momentum;
     const int64_t nc = ops_nchunks(n, MYELIN_CHUNK);
     int nt = myelin_threads_for((double)n * 4.0, OPS_GRAIN);
+    (void)nt; /* unused in a serial build */
 #pragma omp parallel for num_threads(nt) schedule(static) if(nt > 1)
     for (int64_t c = 0; c < nc; c++) {
         int64_t i0 = c * MYELIN_CHUNK;

@@ -10,6 +10,8 @@
 #define MYELIN_OPS_ENTRIES(T, S)                                                                  \
     /* y = act(x), n elements; y may equal x */                                                   \
     void (*act_forward_##S)(T *y, const T *x, int64_t n, int act, T slope);                       \
+    /* the same for a y that does not overlap x and will not be read soon: streaming stores */    \
+    void (*act_forward_stream_##S)(T *y, const T *x, int64_t n, int act, T slope);                \
     /* dx = dy * act'(y), n elements; dx may equal dy */                                          \
     void (*act_backward_##S)(T *dx, const T *dy, const T *y, int64_t n, int act, T slope);        \
     /* rows of (rows, cols) */                                                                    \

@@ -174,6 +174,38 @@ static inline double vm_log1p_unit_f64(double e)
     return k * VM_LN2HI_F64 + (lf + c + k * VM_LN2LO_F64);
 }
 
+/* ---------------------------------------------------------------- AVX2 + FMA, float */
+/* vm_exp_f32 on 8 lanes, written out: gcc's version of the plain loop spends extra
+ * instructions on the clamps. */
+#if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
+#include <immintrin.h>
+
+static inline __m256 vm_exp_ps256(__m256 x)
+{
+    x = _mm256_min_ps(_mm256_set1_ps(89.0f), x);   /* min/max return the 2nd operand on NaN */
+    x = _mm256_max_ps(_mm256_set1_ps(-104.0f), x);
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(VM_LOG2E_F32)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(VM_LN2HI_F32), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(VM_LN2LO_F32), r);
+    __m256 p = _mm256_set1_ps(VM_EXP_C6_F32);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(VM_EXP_C5_F32));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(VM_EXP_C4_F32));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(VM_EXP_C3_F32));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(VM_EXP_C2_F32));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(VM_EXP_C1_F32));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    /* 2^n as 2^n1 * 2^n2, both normal (NaN: n is garbage, p is NaN, the product NaN) */
+    __m256i ni = _mm256_cvtps_epi32(n);
+    __m256i n1 = _mm256_srai_epi32(ni, 1);
+    __m256i n2 = _mm256_sub_epi32(ni, n1);
+    const __m256i bias = _mm256_set1_epi32(127);
+    __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
+    __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
+    return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+}
+#endif
+
 /* ---------------------------------------------------------------- AVX-512 (vscalefps) */
 /* Same reduction and polynomial, but 2^n is applied by vscalef, which rounds once and handles
  * overflow, underflow and subnormal results itself: fewer instructions than the bit tricks. */
