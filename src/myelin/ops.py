@@ -82,8 +82,10 @@ def _as_float(x, name: str) -> np.ndarray:
 
 def _promote(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
     """Cast to float64 when the arrays mix float32 and float64, as NumPy would."""
-    if len({a.dtype for a in arrays}) > 1:
-        return tuple(a.astype(np.float64, copy=False) for a in arrays)
+    first = arrays[0].dtype
+    for a in arrays:
+        if a.dtype != first:
+            return tuple(x.astype(np.float64, copy=False) for x in arrays)
     return arrays
 
 
@@ -198,27 +200,31 @@ def matmul(a, b, *, trans_a: bool = False, trans_b: bool = False, out=None) -> n
             f"{b.shape}{' (transposed)' if trans_b else ''}; the contracted dimensions differ "
             f"({K} != {K2})"
         )
-    try:
-        batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
-    except ValueError:
-        raise ValueError(
-            f"matmul: the batch dimensions of a {a.shape} and b {b.shape} do not broadcast"
-        ) from None
+    batch = ()
+    if a2.ndim > 2 or b2.ndim > 2:
+        try:
+            batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
+        except ValueError:
+            raise ValueError(
+                f"matmul: the batch dimensions of a {a.shape} and b {b.shape} do not broadcast"
+            ) from None
     full = batch + (M, N)
     shape = batch + ((M,) if a.ndim > 1 else ()) + ((N,) if b.ndim > 1 else ())
     dtype = a.dtype
     if out is None:
         res = np.empty(shape, dtype)
-        work = res.reshape(full)
+        work = res if shape == full else res.reshape(full)
     else:
         res = _check_out(out, "out", shape, dtype)
         if np.may_share_memory(res, a) or np.may_share_memory(res, b):
             raise ValueError("matmul: out shares memory with an input; pass a separate array")
         copy_back = not res.flags.c_contiguous
         work = np.empty(full, dtype) if copy_back else res.reshape(full)
-    if any(s % a.itemsize for s in a2.strides):
+    # The kernels address elements by stride: an unaligned view (strides not a multiple of the
+    # item size) is copied first.
+    if not a2.flags.aligned:
         a2 = np.ascontiguousarray(a2)
-    if any(s % b.itemsize for s in b2.strides):
+    if not b2.flags.aligned:
         b2 = np.ascontiguousarray(b2)
     _gemm_into(work, a2, b2)
     if out is not None and copy_back:
@@ -265,10 +271,10 @@ def linear(x, weight, bias=None, activation=None, *, negative_slope=0.01, out=No
         if bias.shape != (n_out,):
             raise ValueError(f"linear: bias has shape {bias.shape}; expected ({n_out},)")
     shape = x.shape[:-1] + (n_out,)
-    x2 = _rows(x, n_in)
-    if any(s % x.itemsize for s in x2.strides):
+    x2 = _rows(x, n_in) if x.ndim != 2 else x
+    if not x2.flags.aligned:
         x2 = np.ascontiguousarray(x2)
-    w_t = weight.T if not any(s % weight.itemsize for s in weight.strides) else np.ascontiguousarray(weight).T
+    w_t = (weight if weight.flags.aligned else np.ascontiguousarray(weight)).T
     if out is None:
         res = np.empty(shape, x.dtype)
         work = _rows(res, n_out)
