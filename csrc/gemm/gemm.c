@@ -1,31 +1,31 @@
 /* GEMM: C = act(A @ B + beta*C + bias), BLIS-style.
  * A is (M, K) and B is (K, N) with any element strides; C is (M, N) row-major with ldc.
  *
- * Structure (the BLIS loops, written for row-major C, where the vector dimension is N):
- *   for each macro-tile of C (mc x nc)              <- OpenMP: tiles are independent outputs
- *     for each block of K (kc)                      <- in order, on one thread: no split reduction
- *       pack A block (mc x kc) into MR-row micro-panels, B block (kc x nc) into NR-column ones
- *       for each MR-row micro-panel of A            <- stays in L1 while ...
- *         for each NR-column micro-panel of B       <- ... the B block streams from L2
- *           micro-kernel: C[MR, NR] (+)= A_panel @ B_panel
- *         epilogue on the finished rows (last K block only): + bias, activation
- * Packing reads through the strides, so transposes, negative and zero strides cost no copy.
+ * The loops (BLIS's, written for row-major C, whose vector dimension is N):
+ *   for each macro-tile of C (mc x nc)               <- OpenMP: tiles are independent outputs
+ *     for each block of K (kc), in order             <- one thread: the reduction is never split
+ *       pack the B block (kc x nc) into NR-column micro-panels            -> lives in L2
+ *       for each MR-row micro-panel of A: pack it (MR x kc)               -> lives in L1
+ *         for each B micro-panel: micro-kernel C[MR, NR] (+)= A_panel @ B_panel
+ *         last K block only: epilogue on the finished rows (+ bias, activation)
+ * Packing reads through the strides, so transposes, negative and zero strides need no copy by
+ * the caller; the first K block applies beta (beta == 0 never reads C), the later ones add.
  *
  * Block sizes, from this CPU's caches (Zen 4: 32 KiB L1d, 1 MiB L2 per core, 32 MiB L3 shared):
- *   kc: the A micro-panel (MR x kc) is reused against every B micro-panel of the block, so it
- *       should sit in L1 next to the streaming B panel: kc*esz = 1 KiB per row, 14 KiB for the
- *       AVX-512 14-row panel (kc = 256 float32, 128 float64), under half of L1.
- *   nc: the B block (kc x nc) is reread once per A micro-panel, so it should stay in L2:
- *       kc*nc*esz = 512 KiB (nc = 512) is half of L2, the rest for the A block and C.
- *   mc: the A block is read once per tile (from L3 or memory) and needs no cache of its own; mc
- *       only sets how often the B block is repacked (once per tile): about 240 rows, then
- *       shrunk so that the tiles split evenly between the threads.
- * K is cut into equal blocks of at most kc by K alone, so every element of C sees the same
- * sequence of operations whatever the tiling and the thread count: results are bitwise the same
- * for any number of threads.
+ *   kc: the A micro-panel is reused against every B micro-panel of the block, so it should stay
+ *       in L1 beside the B panel streaming through: kc*esz = 1 KiB per row (kc = 256 float32,
+ *       128 float64), 14 KiB for the 14-row AVX-512 panel, under half of L1.
+ *   nc: the B block is reread once per A micro-panel, so it should stay in L2: kc*nc*esz =
+ *       512 KiB (nc = 512), half of L2; the other half holds the A rows and C lines in flight.
+ *   mc: A micro-panels are packed just before use, so the A block needs no cache of its own;
+ *       mc only sets how often a B block is repacked (once per tile): up to 960 rows (about 1%
+ *       of the multiply-adds), then cut so the tiles share out evenly between the threads.
+ * K blocks depend on K alone (equal blocks of at most kc), and each element of C is one FMA chain
+ * per block in the same order whatever the tiling: results are bitwise the same for any
+ * number of threads.
  *
- * Small problems (M <= 64, B with unit column stride) read B in place, unpacked, and pack only
- * the few rows of A; batches of small products run in parallel over the batch.
+ * Small problems (M <= 128, B with unit column stride) read B in place, unpacked: only the A
+ * micro-panels are packed. Batches of small products run in parallel over the batch.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +38,8 @@
 #include "gemm/gemm_internal.h"
 #include "ops/ops_internal.h"
 
+/* Blocking and threading constants (reasoning above); -D on the command line overrides them for
+ * tuning experiments. */
 #ifndef GEMM_KC_BYTES
 #define GEMM_KC_BYTES 1024           /* bytes of one packed A row within a K block */
 #endif
@@ -53,7 +55,6 @@
 #ifndef GEMM_GRAIN
 #define GEMM_GRAIN (1 << 18)         /* flops worth a thread (~2 us on one Zen 4 core) */
 #endif
-#define GEMM_PACK_COST 24            /* cost of packing one element, in multiply-adds */
 
 /* OpenMP pragmas inside the per-dtype macro below; nothing at all in a serial build. */
 #ifdef _OPENMP
@@ -94,10 +95,10 @@ static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
  * transpose of contiguous rows (SSE2 4x4), or a gather through two non-unit strides. */
 static double pack_cost(int64_t sr, int64_t sq)
 {
-    return sr == 1 ? 2.0 : sq == 1 ? 6.0 : 24.0;
+    return sq == 1 ? 6.0 : sr == 1 ? 2.0 : 24.0;
 }
 
-/* Tiles for nt threads: among a few splits of M (multiples of mr) and N (multiples of nr), the one
+/* Tiles for nt threads: among a few splits of M (even) and N (multiples of nr), the one
  * with the least estimated time for the busiest thread (its tiles' multiply-adds and packing). */
 static void gemm_make_plan(struct gemm_plan *pl, int64_t M, int64_t N, int64_t K, int mr, int nr,
                            size_t esz, int nt, int64_t rsa, int64_t csa, int64_t rsb, int64_t csb)
@@ -112,7 +113,8 @@ static void gemm_make_plan(struct gemm_plan *pl, int64_t M, int64_t N, int64_t K
     double best = -1;
     for (int64_t mt = mt0; mt <= min64(mt_max, mt0 + 2 * nt); mt++) {
         for (int64_t ntn = ntn0; ntn <= min64(ntn_max, ntn0 + 2 * nt); ntn++) {
-            const int64_t mcb = round_up(ceil_div(M, mt), mr);
+            /* rows need not be a multiple of mr: the table has kernels for fewer rows */
+            const int64_t mcb = round_up(ceil_div(M, mt), 2);
             const int64_t ncb = round_up(ceil_div(N, ntn), nr);
             const int64_t tiles = ceil_div(M, mcb) * ceil_div(N, ncb);
             const double work = (double)mcb * ncb + cost_a * mcb + cost_b * ncb;
@@ -229,7 +231,8 @@ static void tpack_f64(double *restrict dst, int64_t DW, const double *src, int64
             default: break;                                                                      \
             }                                                                                    \
         }                                                                                        \
-        for (int64_t q = 0; q < kc; q++) memcpy(dst + q * DW, src + q * sq, (size_t)R * sizeof(T)); \
+        for (int64_t q = 0; q < kc; q++)                                                         \
+            memcpy(dst + q * DW, src + q * sq, (size_t)R * sizeof(T));                           \
     }
 DEFINE_PANEL_COPY(float, f32)
 DEFINE_PANEL_COPY(double, f64)
@@ -243,6 +246,7 @@ DEFINE_PANEL_COPY(double, f64)
     static void pack_panel_##SFX(T *restrict dst, int64_t DW, const T *src, int64_t sr,          \
                                  int64_t sq, int64_t R, int64_t kc)                              \
     {                                                                                            \
+        if (R < DW) memset(dst, 0, (size_t)(DW * kc) * sizeof(T)); /* padding: zero */           \
         if (sq == 1)                                                                             \
             tpack_##SFX(dst, DW, src, sr, R, kc);                                                \
         else if (sr == 1)                                                                        \
@@ -250,9 +254,6 @@ DEFINE_PANEL_COPY(double, f64)
         else                                                                                     \
             for (int64_t q = 0; q < kc; q++)                                                     \
                 for (int64_t r = 0; r < R; r++) dst[q * DW + r] = src[r * sr + q * sq];          \
-        if (R < DW)                                                                              \
-            for (int64_t q = 0; q < kc; q++)                                                     \
-                for (int64_t r = R; r < DW; r++) dst[q * DW + r] = 0;                            \
     }                                                                                            \
                                                                                                  \
     /* B block (kc x nc) -> NR-column micro-panels, b[p*NR + j], columns past nc zero. */        \
@@ -364,8 +365,8 @@ DEFINE_PANEL_COPY(double, f64)
         const double flops = 2.0 * (double)g->M * (double)g->N * (double)g->K;                  \
         int nt = myelin_threads_for(flops, GEMM_GRAIN);                                          \
         struct gemm_plan pl;                                                                     \
-        gemm_make_plan(&pl, g->M, g->N, g->K, kt->mr, kt->nr, sizeof(T), nt, g->rsa,       \
-                       g->csa, g->rsb, g->csb);            \
+        gemm_make_plan(&pl, g->M, g->N, g->K, kt->mr, kt->nr, sizeof(T), nt, g->rsa, g->csa,    \
+                       g->rsb, g->csb);                                                          \
         const int64_t tiles = pl.mt * pl.ntn;                                                    \
         if (tiles < nt) nt = (int)tiles;                                                         \
         if (nt <= 1) {                                                                           \
@@ -414,7 +415,7 @@ DEFINE_PANEL_COPY(double, f64)
         int nt = myelin_threads_for(flops * (double)batch, GEMM_GRAIN);                          \
         if (nt > batch) nt = (int)batch;                                                         \
         struct gemm_plan pl;                                                                     \
-        gemm_make_plan(&pl, M, N, K, kt->mr, kt->nr, sizeof(T), 1, rsa, csa, rsb, csb);                         \
+        gemm_make_plan(&pl, M, N, K, kt->mr, kt->nr, sizeof(T), 1, rsa, csa, rsb, csb);          \
         GEMM_OMP(omp parallel num_threads(nt))                                                   \
         {                                                                                        \
             T *bbuf = pl.b_elems ? gemm_alloc(pl.b_elems * sizeof(T)) : NULL;                    \

@@ -1,8 +1,8 @@
 /* AVX-512 GEMM micro-kernels (compiled with -mavx512f -mavx512dq -mavx512bw -mavx512vl -mfma).
  * sgemm_avx512_14x32: 14 rows x 2 zmm of float32; dgemm_avx512_14x16: 14 rows x 2 zmm of float64.
- * 28 accumulators + 2 B vectors + 1 broadcast = 31 of the 32 zmm registers. Per step of k: 2 loads
- * of B, 14 broadcasts of A (folded into the FMAs as {1toN} memory operands), 28 FMAs: the FMA pipes
- * are the bottleneck (Zen 4 runs one 512-bit FMA per cycle, 4 cycles latency: 28 chains are plenty).
+ * 28 accumulators + 2 B vectors + 1 broadcast = 31 of the 32 zmm registers. Per step of k:
+ * 2 loads of B, 14 broadcasts of A, 28 FMAs: the FMA pipes are the bottleneck (Zen 4 runs one
+ * 512-bit FMA per cycle with 4 cycles latency: 28 independent chains are plenty).
  * Contract in gemm_internal.h; partial n is handled with masked loads and stores. */
 #include <immintrin.h>
 

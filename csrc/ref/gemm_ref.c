@@ -14,7 +14,8 @@
             T *crow = C + i * ldc;                                                               \
             for (int64_t j = 0; j < N; j++) {                                                    \
                 T acc = 0;                                                                       \
-                for (int64_t p = 0; p < K; p++) acc += A[i * rsa + p * csa] * B[p * rsb + j * csb]; \
+                for (int64_t p = 0; p < K; p++)                                                  \
+                    acc += A[i * rsa + p * csa] * B[p * rsb + j * csb];                          \
                 T v = b == 0 ? acc : b * crow[j] + acc;                                          \
                 if (bias) v += bias[j];                                                          \
                 crow[j] = v;                                                                     \
