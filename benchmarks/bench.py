@@ -79,17 +79,24 @@ def case_mlp_layer(which: str):
     else:  # grad_input: g @ w
         f_m = lambda: ops.matmul(g, w)  # noqa: E731
         f_n = lambda: g @ w  # noqa: E731
-    return (f"MLP layer 128x784->512 {which}", "float32",
-            {"myelin": f_m, "numpy": f_n}, ("GFLOP/s", flops))
+    return (
+        f"MLP layer 128x784->512 {which}",
+        "float32",
+        {"myelin": f_m, "numpy": f_n},
+        ("GFLOP/s", flops),
+    )
 
 
 def case_batched():
     rng = _rng()
     a = rng.standard_normal((1000, 32, 32)).astype(np.float32)
     b = rng.standard_normal((1000, 32, 32)).astype(np.float32)
-    return ("batched 1000x(32x32 @ 32x32)", "float32",
-            {"myelin": lambda: ops.matmul(a, b), "numpy": lambda: a @ b},
-            ("GFLOP/s", 2.0 * 1000 * 32**3))
+    return (
+        "batched 1000x(32x32 @ 32x32)",
+        "float32",
+        {"myelin": lambda: ops.matmul(a, b), "numpy": lambda: a @ b},
+        ("GFLOP/s", 2.0 * 1000 * 32**3),
+    )
 
 
 def case_linear():
@@ -97,35 +104,53 @@ def case_linear():
     x = rng.standard_normal((128, 784)).astype(np.float32)
     w = rng.standard_normal((512, 784)).astype(np.float32)
     b = rng.standard_normal(512).astype(np.float32)
-    return ("linear+bias+relu 128x784->512", "float32",
-            {"myelin": lambda: ops.linear(x, w, b, "relu"),
-             "numpy": lambda: reference.linear(x, w, b, "relu")},
-            ("GFLOP/s", 2.0 * 128 * 784 * 512))
+    return (
+        "linear+bias+relu 128x784->512",
+        "float32",
+        {
+            "myelin": lambda: ops.linear(x, w, b, "relu"),
+            "numpy": lambda: reference.linear(x, w, b, "relu"),
+        },
+        ("GFLOP/s", 2.0 * 128 * 784 * 512),
+    )
 
 
 def case_xent(n=4096, c=1000):
     rng = _rng()
     logits = rng.standard_normal((n, c)).astype(np.float32)
     labels = rng.integers(0, c, n)
-    return (f"softmax xent fwd+bwd {n}x{c}", "float32",
-            {"myelin": lambda: ops.softmax_cross_entropy(logits, labels),
-             "numpy": lambda: reference.softmax_cross_entropy(logits, labels)},
-            ("GB/s", 2.0 * logits.nbytes))
+    return (
+        f"softmax xent fwd+bwd {n}x{c}",
+        "float32",
+        {
+            "myelin": lambda: ops.softmax_cross_entropy(logits, labels),
+            "numpy": lambda: reference.softmax_cross_entropy(logits, labels),
+        },
+        ("GB/s", 2.0 * logits.nbytes),
+    )
 
 
 def case_relu(n=1 << 24):
     x = _rng().standard_normal(n).astype(np.float32)
     y = np.empty_like(x)
-    return (f"relu {n // (1 << 20)}M", "float32",
-            {"myelin": lambda: ops.relu(x, out=y), "numpy": lambda: reference.relu(x, out=y),
-             "copy": lambda: np.copyto(y, x)},
-            ("GB/s", 2.0 * x.nbytes))
+    return (
+        f"relu {n // (1 << 20)}M",
+        "float32",
+        {
+            "myelin": lambda: ops.relu(x, out=y),
+            "numpy": lambda: reference.relu(x, out=y),
+            "copy": lambda: np.copyto(y, x),
+        },
+        ("GB/s", 2.0 * x.nbytes),
+    )
 
 
 def case_adam(n=6_000_000):
     rng = _rng()
-    state = {name: [rng.standard_normal(n).astype(np.float32) for _ in range(4)]
-             for name in ("myelin", "numpy")}
+    state = {
+        name: [rng.standard_normal(n).astype(np.float32) for _ in range(4)]
+        for name in ("myelin", "numpy")
+    }
     for s in state.values():
         s[3] = np.abs(s[3])
     counter = {"myelin": 0, "numpy": 0}
@@ -135,21 +160,34 @@ def case_adam(n=6_000_000):
         counter[name] += 1
         impl.adam_step(p, g, m, v, step=counter[name])
 
-    return (f"adam step {n / 1e6:.0f}M params", "float32",
-            {"myelin": lambda: run(ops, "myelin"), "numpy": lambda: run(reference, "numpy")},
-            ("GB/s", 7.0 * 4 * n))
+    return (
+        f"adam step {n / 1e6:.0f}M params",
+        "float32",
+        {"myelin": lambda: run(ops, "myelin"), "numpy": lambda: run(reference, "numpy")},
+        ("GB/s", 7.0 * 4 * n),
+    )
 
 
 QUICK = [
-    lambda: case_gemm(64), lambda: case_gemm(256), lambda: case_gemm(1024),
-    lambda: case_mlp_layer("forward"), lambda: case_batched(), lambda: case_linear(),
-    lambda: case_xent(), lambda: case_relu(), lambda: case_adam(),
+    lambda: case_gemm(64),
+    lambda: case_gemm(256),
+    lambda: case_gemm(1024),
+    lambda: case_mlp_layer("forward"),
+    lambda: case_batched(),
+    lambda: case_linear(),
+    lambda: case_xent(),
+    lambda: case_relu(),
+    lambda: case_adam(),
 ]
 FULL = [
     *(lambda n=n: case_gemm(n) for n in (64, 128, 256, 512, 1024, 2048)),
     lambda: case_gemm(1024, np.float64),
     *(lambda w=w: case_mlp_layer(w) for w in ("forward", "grad_weight", "grad_input")),
-    case_batched, case_linear, case_xent, case_relu, case_adam,
+    case_batched,
+    case_linear,
+    case_xent,
+    case_relu,
+    case_adam,
 ]
 
 
@@ -168,10 +206,15 @@ def main(argv=None) -> int:
     except ImportError:
         pass
     myelin.show_config()
-    print(f"numpy {np.__version__}, python {platform.python_version()}, "
-          f"{os.cpu_count()} logical CPUs, {platform.machine()}")
+    print(
+        f"numpy {np.__version__}, python {platform.python_version()}, "
+        f"{os.cpu_count()} logical CPUs, {platform.machine()}"
+    )
     min_time = 0.3 if args.quick else 1.0
-    header = f"{'case':36s} {'dtype':8s} {'myelin':>10s} {'numpy':>10s} {'numpy/myelin':>12s} {'myelin rate':>16s}"
+    header = (
+        f"{'case':36s} {'dtype':8s} {'myelin':>10s} {'numpy':>10s} {'numpy/myelin':>12s} "
+        f"{'myelin rate':>16s}"
+    )
     print(header)
     print("-" * len(header))
     results = []
@@ -183,10 +226,20 @@ def main(argv=None) -> int:
         extra = ""
         if "copy" in t:
             extra = f"  (copy {work / t['copy'] / 1e9:.1f} {unit}: {t['copy'] / t['myelin']:.2f}x)"
-        print(f"{name:36s} {dtype:8s} {t['myelin'] * 1e3:8.3f}ms {t['numpy'] * 1e3:8.3f}ms "
-              f"{ratio:11.2f}x {rate:10.1f} {unit}{extra}")
-        results.append({"case": name, "dtype": dtype, "seconds": t, "ratio_numpy_over_myelin": ratio,
-                        "rate": rate, "unit": unit})
+        print(
+            f"{name:36s} {dtype:8s} {t['myelin'] * 1e3:8.3f}ms {t['numpy'] * 1e3:8.3f}ms "
+            f"{ratio:11.2f}x {rate:10.1f} {unit}{extra}"
+        )
+        results.append(
+            {
+                "case": name,
+                "dtype": dtype,
+                "seconds": t,
+                "ratio_numpy_over_myelin": ratio,
+                "rate": rate,
+                "unit": unit,
+            }
+        )
         sys.stdout.flush()
     if args.json:
         with open(args.json, "w") as f:

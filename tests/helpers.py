@@ -19,8 +19,15 @@ from myelin import ops, reference
 ULPS = 4
 ULPS_TRANSCENDENTAL = 8
 _LOSSES = {"softmax_cross_entropy", "binary_cross_entropy_with_logits", "mse_loss"}
-_TRANSCENDENTAL = {"sigmoid", "tanh", "softmax", "log_softmax", "softmax_cross_entropy",
-                   "binary_cross_entropy_with_logits", "linear"}
+_TRANSCENDENTAL = {
+    "sigmoid",
+    "tanh",
+    "softmax",
+    "log_softmax",
+    "softmax_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "linear",
+}
 
 
 def f64(x):
@@ -38,8 +45,9 @@ def f64(x):
 def _matmul_scale(args, kw, want):
     a, b = args[:2]
     k = a.shape[-1] if (a.ndim == 1 or not kw.get("trans_a")) else a.shape[-2]
-    absprod = reference.matmul(np.abs(a), np.abs(b), trans_a=kw.get("trans_a", False),
-                               trans_b=kw.get("trans_b", False))
+    absprod = reference.matmul(
+        np.abs(a), np.abs(b), trans_a=kw.get("trans_a", False), trans_b=kw.get("trans_b", False)
+    )
     return math.sqrt(max(k, 1)) * absprod
 
 
@@ -69,15 +77,18 @@ def _linear_backward_scale(args, kw, want):
     out_f, in_f = w.shape
     rows = math.prod(x.shape[:-1])
     gz2, x2 = gz.reshape(rows, out_f), np.abs(x).reshape(rows, in_f)
-    return (math.sqrt(out_f + 1) * (np.matmul(gz, np.abs(w)) + 0),
-            math.sqrt(rows + 1) * np.matmul(gz2.T, x2),
-            math.sqrt(rows + 1) * gz2.sum(axis=0))
+    return (
+        math.sqrt(out_f + 1) * (np.matmul(gz, np.abs(w)) + 0),
+        math.sqrt(rows + 1) * np.matmul(gz2.T, x2),
+        math.sqrt(rows + 1) * gz2.sum(axis=0),
+    )
 
 
 def _elementwise_backward(activation):
     def scale(args, kw, want):
         grad_y, y = args[:2]
         return _deriv_bound(activation, grad_y, y, None) + np.abs(want)
+
     return scale
 
 
@@ -132,8 +143,16 @@ def _xent_scale(args, kw, want):
         return _reduced(np.zeros(n), np.zeros_like(z), kw.get("reduction", "mean"), 0)
     m = z.max(axis=1, keepdims=True)
     zmax = np.abs(z).max(axis=1)
-    row = 3 * zmax + math.log(c) + math.sqrt(c) + np.abs(reference.softmax_cross_entropy(
-        z, labels, reduction="none", ignore_index=ignore, label_smoothing=s)[0])
+    row = (
+        3 * zmax
+        + math.log(c)
+        + math.sqrt(c)
+        + np.abs(
+            reference.softmax_cross_entropy(
+                z, labels, reduction="none", ignore_index=ignore, label_smoothing=s
+            )[0]
+        )
+    )
     p = reference.softmax(z)
     onehot = np.zeros_like(z)
     onehot[np.arange(n)[valid], labels[valid]] = 1
@@ -205,14 +224,15 @@ def assert_close(got, want, tol, what):
         i = tuple(bad[0])
         raise AssertionError(
             f"{what}: {len(bad)} of {want.size} elements off; first at {i}: got {got[i]!r}, "
-            f"expected {want[i]!r}, tolerance {tol[i]:.3g}")
+            f"expected {want[i]!r}, tolerance {tol[i]:.3g}"
+        )
 
 
 def _compare(name, got, same, want, scale, path=""):
     what = f"{name}{path}"
     if isinstance(want, tuple):
         assert isinstance(got, tuple) and len(got) == len(want), f"{what}: got {type(got)}"
-        for i, (g, s, w, sc) in enumerate(zip(got, same, want, scale)):
+        for i, (g, s, w, sc) in enumerate(zip(got, same, want, scale, strict=False)):
             _compare(name, g, s, w, sc, f"{path}[{i}]")
         return
     if type(want) is float:  # global_norm: a Python float computed in float64
@@ -221,7 +241,9 @@ def _compare(name, got, same, want, scale, path=""):
         assert_close(got, want, tol, what)
         return
     if np.ndim(want) == 0 and name in _LOSSES:  # reduced losses: a NumPy scalar of the dtype
-        assert isinstance(got, np.floating), f"{what}: got {type(got).__name__}, expected a NumPy float"
+        assert isinstance(got, np.floating), (
+            f"{what}: got {type(got).__name__}, expected a NumPy float"
+        )
     elif np.ndim(want) == 0:  # matmul of two 1-D: np.matmul gives a scalar; a 0-d array is as good
         assert isinstance(got, (np.floating, np.ndarray)), f"{what}: got {type(got).__name__}"
     else:
@@ -250,7 +272,7 @@ def check_forward(name, *args, out=False, **kwargs):
     """
     before = _snapshot(args)
     got = getattr(ops, name)(*args, **kwargs)
-    for a, b in zip(args, before):
+    for a, b in zip(args, before, strict=False):
         if isinstance(a, np.ndarray):
             assert np.array_equal(a, b, equal_nan=True), f"{name} modified an input"
     args64 = [f64(a) for a in args]
@@ -319,6 +341,7 @@ def check_grad(name, *args, seed=0, **kwargs):
         x = args[0].copy()
         w = rng.standard_normal(x.shape)
         rest = args[1:]
+
         def terms(x_):
             return w * ref(x_, *rest, **kwargs)
 
@@ -326,8 +349,9 @@ def check_grad(name, *args, seed=0, **kwargs):
             y = getattr(mod, name)(x, *rest, **kwargs)
             analytic = getattr(mod, name + "_backward")(w, y, *rest, **kwargs)
             assert analytic.dtype == np.float64
-            _fd_compare(f"{mod.__name__}.{name}_backward", lambda x_: terms(x_).sum(), terms, x,
-                        analytic)
+            _fd_compare(
+                f"{mod.__name__}.{name}_backward", lambda x_: terms(x_).sum(), terms, x, analytic
+            )
         return
     if name == "linear":
         x, weight = args[0].copy(), args[1].copy()
@@ -344,13 +368,28 @@ def check_grad(name, *args, seed=0, **kwargs):
             y = mod.linear(x, weight, bias, **kwargs)
             gx, gw, gb = mod.linear_backward(w, x, weight, y, act, negative_slope=slope)
             label = f"{mod.__name__}.linear_backward"
-            _fd_compare(label + " grad_x", lambda v: terms(v, weight, bias).sum(),
-                        lambda v: terms(v, weight, bias), x, gx)
-            _fd_compare(label + " grad_weight", lambda v: terms(x, v, bias).sum(),
-                        lambda v: terms(x, v, bias), weight, gw)
+            _fd_compare(
+                label + " grad_x",
+                lambda v: terms(v, weight, bias).sum(),
+                lambda v: terms(v, weight, bias),
+                x,
+                gx,
+            )
+            _fd_compare(
+                label + " grad_weight",
+                lambda v: terms(x, v, bias).sum(),
+                lambda v: terms(x, v, bias),
+                weight,
+                gw,
+            )
             if bias is not None:
-                _fd_compare(label + " grad_bias", lambda v: terms(x, weight, v).sum(),
-                            lambda v: terms(x, weight, v), bias, gb)
+                _fd_compare(
+                    label + " grad_bias",
+                    lambda v: terms(x, weight, v).sum(),
+                    lambda v: terms(x, weight, v),
+                    bias,
+                    gb,
+                )
             else:
                 want = reference.bias_grad(reference._activate_backward(w, y, act, slope))
                 assert_close(gb, want, 1e-12 * (1 + np.abs(want)), label + " grad_bias")

@@ -9,13 +9,46 @@ from myelin import ops
 pytestmark = pytest.mark.usefixtures("isa")
 
 DTYPES = [np.float32, np.float64]
-SHAPES = [(0,), (1,), (7,), (17,), (1000,), (100003,), (3, 5), (17, 33), (1, 1000), (0, 4),
-          (2, 3, 31)]
+SHAPES = [
+    (0,),
+    (1,),
+    (7,),
+    (17,),
+    (1000,),
+    (100003,),
+    (3, 5),
+    (17, 33),
+    (1, 1000),
+    (0, 4),
+    (2, 3, 31),
+]
 # (op, extra positional args): leaky_relu with its default, a larger and a zero slope.
-ACTS = [("relu", ()), ("leaky_relu", ()), ("leaky_relu", (0.3,)), ("leaky_relu", (0.0,)),
-        ("sigmoid", ()), ("tanh", ())]
-SPECIAL = [-np.inf, -1e30, -100.0, -20.0, -1.0, -1e-30, -0.0, 0.0, 1e-30, 1e-3, 1.0, 20.0, 100.0,
-           1e30, np.inf, np.nan]
+ACTS = [
+    ("relu", ()),
+    ("leaky_relu", ()),
+    ("leaky_relu", (0.3,)),
+    ("leaky_relu", (0.0,)),
+    ("sigmoid", ()),
+    ("tanh", ()),
+]
+SPECIAL = [
+    -np.inf,
+    -1e30,
+    -100.0,
+    -20.0,
+    -1.0,
+    -1e-30,
+    -0.0,
+    0.0,
+    1e-30,
+    1e-3,
+    1.0,
+    20.0,
+    100.0,
+    1e30,
+    np.inf,
+    np.nan,
+]
 
 
 def _ids(acts):
@@ -26,7 +59,8 @@ def data(rng, shape, dtype):
     """Normal samples with a wide spread, and NaN/inf/0 sprinkled into vector body and tail."""
     x = randn(rng, shape, dtype, scale=4.0)
     flat = x.reshape(-1)
-    for i, v in zip(range(0, flat.size, 13), SPECIAL * (flat.size // (13 * len(SPECIAL)) + 1)):
+    specials = SPECIAL * (flat.size // (13 * len(SPECIAL)) + 1)
+    for i, v in zip(range(0, flat.size, 13), specials, strict=False):
         flat[i] = v
     return x
 
@@ -84,8 +118,11 @@ def test_relu_nan():
 def _views(rng, dtype):
     r = lambda *s: randn(rng, s, dtype, scale=3.0)
     return {
-        "step": r(2001)[::2], "reversed": r(1000)[::-1], "transposed": r(33, 17).T,
-        "2d-slice": r(40, 50)[3:37:3, ::-2], "zero-stride": np.broadcast_to(r(1, 33), (7, 33)),
+        "step": r(2001)[::2],
+        "reversed": r(1000)[::-1],
+        "transposed": r(33, 17).T,
+        "2d-slice": r(40, 50)[3:37:3, ::-2],
+        "zero-stride": np.broadcast_to(r(1, 33), (7, 33)),
     }
 
 

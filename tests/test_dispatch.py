@@ -13,8 +13,14 @@ PATHS = ["baseline", "avx2", "avx512"]
 
 def _import(cpu, code="import myelin"):
     env = {**os.environ, "MYELIN_CPU": cpu}
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_bogus_path_fails_clearly():

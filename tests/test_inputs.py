@@ -17,21 +17,29 @@ F = np.ones((3, 3))  # a valid float64 operand
 
 # (op, positional arguments, index of the argument to corrupt, its name in messages)
 CALLS = [
-    ("matmul", (F, F), 0, "a"), ("matmul", (F, F), 1, "b"),
-    ("linear", (F, F, np.ones(3)), 0, "x"), ("linear", (F, F, np.ones(3)), 1, "weight"),
+    ("matmul", (F, F), 0, "a"),
+    ("matmul", (F, F), 1, "b"),
+    ("linear", (F, F, np.ones(3)), 0, "x"),
+    ("linear", (F, F, np.ones(3)), 1, "weight"),
     ("linear", (F, F, np.ones(3)), 2, "bias"),
-    ("relu", (F,), 0, "x"), ("sigmoid", (F,), 0, "x"), ("tanh_backward", (F, F), 0, "grad_y"),
-    ("relu_backward", (F, F), 1, "y"), ("softmax", (F,), 0, "x"),
+    ("relu", (F,), 0, "x"),
+    ("sigmoid", (F,), 0, "x"),
+    ("tanh_backward", (F, F), 0, "grad_y"),
+    ("relu_backward", (F, F), 1, "y"),
+    ("softmax", (F,), 0, "x"),
     ("log_softmax_backward", (F, F), 1, "y"),
     ("softmax_cross_entropy", (F, np.zeros(3, np.int64)), 0, "logits"),
     ("binary_cross_entropy_with_logits", (F, F), 1, "targets"),
-    ("mse_loss", (F, F), 0, "input"), ("bias_grad", (F,), 0, "grad_y"),
+    ("mse_loss", (F, F), 0, "input"),
+    ("bias_grad", (F,), 0, "grad_y"),
 ]
 BAD_DTYPES = [np.int32, np.int64, np.uint8, np.bool_, np.float16, np.complex128, object]
 
 
 @pytest.mark.parametrize("dtype", BAD_DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("name,args,i,argname", CALLS, ids=lambda c: str(c) if isinstance(c, str) else "")
+@pytest.mark.parametrize(
+    "name,args,i,argname", CALLS, ids=lambda c: str(c) if isinstance(c, str) else ""
+)
 def test_bad_dtype_names_argument(name, args, i, argname, dtype):
     args = list(args)
     args[i] = args[i].astype(dtype)
@@ -42,32 +50,42 @@ def test_bad_dtype_names_argument(name, args, i, argname, dtype):
     assert np.dtype(dtype).name in msg, f"dtype {np.dtype(dtype).name} not in {msg!r}"
 
 
-@pytest.mark.parametrize("call,want", [
-    (lambda: ops.matmul([[1, 2], [3, 4]], [[1], [1]]), np.array([[3.0], [7.0]])),
-    (lambda: ops.matmul([1, 2], [[1, 0], [0, 1]]), np.array([1.0, 2.0])),
-    (lambda: ops.relu([-1, 2, 0]), np.array([0.0, 2.0, 0.0])),
-    (lambda: ops.relu(3), np.array(3.0)),
-    (lambda: ops.leaky_relu([[-2, 1]], 0.5), np.array([[-1.0, 1.0]])),
-    (lambda: ops.softmax([[1, 1]]), np.array([[0.5, 0.5]])),
-    (lambda: ops.sigmoid([True, False]), np.array([0.5 + 0.5 * np.tanh(0.5), 0.5])),
-    (lambda: ops.linear([[1, 2]], [[1, 1]], [1]), np.array([[4.0]])),
-    (lambda: ops.mse_loss([1, 2], [0, 0])[0], np.float64(2.5)),
-    (lambda: ops.bias_grad([[1, 2], [3, 4]]), np.array([4.0, 6.0])),
-    (lambda: ops.matmul([[0.5, 1.5]], [[2.0], [2.0]]), np.array([[4.0]])),
-])
+@pytest.mark.parametrize(
+    "call,want",
+    [
+        (lambda: ops.matmul([[1, 2], [3, 4]], [[1], [1]]), np.array([[3.0], [7.0]])),
+        (lambda: ops.matmul([1, 2], [[1, 0], [0, 1]]), np.array([1.0, 2.0])),
+        (lambda: ops.relu([-1, 2, 0]), np.array([0.0, 2.0, 0.0])),
+        (lambda: ops.relu(3), np.array(3.0)),
+        (lambda: ops.leaky_relu([[-2, 1]], 0.5), np.array([[-1.0, 1.0]])),
+        (lambda: ops.softmax([[1, 1]]), np.array([[0.5, 0.5]])),
+        (lambda: ops.sigmoid([True, False]), np.array([0.5 + 0.5 * np.tanh(0.5), 0.5])),
+        (lambda: ops.linear([[1, 2]], [[1, 1]], [1]), np.array([[4.0]])),
+        (lambda: ops.mse_loss([1, 2], [0, 0])[0], np.float64(2.5)),
+        (lambda: ops.bias_grad([[1, 2], [3, 4]]), np.array([4.0, 6.0])),
+        (lambda: ops.matmul([[0.5, 1.5]], [[2.0], [2.0]]), np.array([[4.0]])),
+    ],
+)
 def test_array_likes_computed_in_float64(call, want):
     got = call()
     assert got.dtype == np.float64
     np.testing.assert_allclose(got, want, rtol=1e-15)
 
 
-@pytest.mark.parametrize("call", [
-    lambda a, b: ops.matmul(a, b), lambda a, b: ops.matmul(b, a),
-    lambda a, b: ops.linear(a, b), lambda a, b: ops.linear(a, a, b[0]),
-    lambda a, b: ops.relu_backward(a, b), lambda a, b: ops.sigmoid_backward(b, a),
-    lambda a, b: ops.softmax_backward(a, b), lambda a, b: ops.mse_loss(a, b)[1],
-    lambda a, b: ops.binary_cross_entropy_with_logits(b, a)[1],
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda a, b: ops.matmul(a, b),
+        lambda a, b: ops.matmul(b, a),
+        lambda a, b: ops.linear(a, b),
+        lambda a, b: ops.linear(a, a, b[0]),
+        lambda a, b: ops.relu_backward(a, b),
+        lambda a, b: ops.sigmoid_backward(b, a),
+        lambda a, b: ops.softmax_backward(a, b),
+        lambda a, b: ops.mse_loss(a, b)[1],
+        lambda a, b: ops.binary_cross_entropy_with_logits(b, a)[1],
+    ],
+)
 def test_float32_with_float64_promotes(rng, call):
     a = rng.standard_normal((4, 4)).astype(np.float32)
     b = rng.standard_normal((4, 4))
@@ -101,8 +119,9 @@ def test_zero_size(dtype):
 
 # ---------------------------------------------------------------- property tests
 
-SETTINGS = settings(max_examples=50, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 @st.composite

@@ -12,8 +12,17 @@ pytestmark = pytest.mark.usefixtures("isa")
 
 DTYPES = [np.float32, np.float64]
 REDUCTIONS = ["mean", "sum", "none"]
-XENT_SHAPES = [(1, 1), (1, 7), (7, 1), (17, 5), (64, 10), (100, 1000), (5000, 3), (3, 100003),
-               (0, 4)]
+XENT_SHAPES = [
+    (1, 1),
+    (1, 7),
+    (7, 1),
+    (17, 5),
+    (64, 10),
+    (100, 1000),
+    (5000, 3),
+    (3, 100003),
+    (0, 4),
+]
 # (ignore_index, fraction of rows set to it): none, PyTorch's default value, an in-range class.
 IGNORE = [(None, 0.0), (-100, 0.3), (0, 0.0)]
 
@@ -33,8 +42,14 @@ def labels_for(rng, n, c, ignore_index=None, frac=0.0, dtype=np.int64):
 def test_xent(rng, n, c, reduction, ignore_index, frac, smoothing, dtype):
     z = randn(rng, (n, c), dtype, scale=4.0)
     labels = labels_for(rng, n, c, ignore_index, frac)
-    _loss, grad = check_forward("softmax_cross_entropy", z, labels, reduction=reduction,
-                               ignore_index=ignore_index, label_smoothing=smoothing)
+    _loss, grad = check_forward(
+        "softmax_cross_entropy",
+        z,
+        labels,
+        reduction=reduction,
+        ignore_index=ignore_index,
+        label_smoothing=smoothing,
+    )
     valid = labels != ignore_index
     rows = grad.sum(axis=1, dtype=np.float64)
     scale = 1.0 if reduction != "mean" else 1.0 / max(valid.sum(), 1)
@@ -58,30 +73,38 @@ def test_xent_extreme_logits(rng, reduction, dtype):
     z = rng.choice([-1e4, 1e4, 0.0, -3.0], (64, 37)).astype(dtype)
     z[0] = 1e4  # a row of equal extreme logits
     labels = labels_for(rng, 64, 37)
-    loss, grad = check_forward("softmax_cross_entropy", z, labels, reduction=reduction,
-                               label_smoothing=0.05)
+    loss, grad = check_forward(
+        "softmax_cross_entropy", z, labels, reduction=reduction, label_smoothing=0.05
+    )
     assert np.isfinite(loss).all() and np.isfinite(grad).all()
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_xent_equal_logits(dtype):
-    loss, _grad = check_forward("softmax_cross_entropy", np.full((5, 10), 7.5, dtype),
-                               np.arange(5), reduction="none")
+    loss, _grad = check_forward(
+        "softmax_cross_entropy", np.full((5, 10), 7.5, dtype), np.arange(5), reduction="none"
+    )
     np.testing.assert_allclose(loss, np.log(10), rtol=8 * np.finfo(dtype).eps)
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.3])
 def test_xent_one_class(rng, smoothing):
-    loss, grad = check_forward("softmax_cross_entropy", randn(rng, (6, 1)), np.zeros(6, np.int64),
-                               reduction="none", label_smoothing=smoothing)
+    loss, grad = check_forward(
+        "softmax_cross_entropy",
+        randn(rng, (6, 1)),
+        np.zeros(6, np.int64),
+        reduction="none",
+        label_smoothing=smoothing,
+    )
     assert np.all(loss == 0) and np.all(grad == 0)
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.2])
 def test_xent_all_ignored_mean_is_nan(rng, smoothing):
     z = randn(rng, (4, 3))
-    loss, grad = ops.softmax_cross_entropy(z, np.full(4, -100), ignore_index=-100,
-                                           label_smoothing=smoothing)
+    loss, grad = ops.softmax_cross_entropy(
+        z, np.full(4, -100), ignore_index=-100, label_smoothing=smoothing
+    )
     assert isinstance(loss, np.float64) and np.isnan(loss)
     assert np.array_equal(grad, np.zeros((4, 3)))
     loss, grad = ops.softmax_cross_entropy(z, np.full(4, -100), ignore_index=-100, reduction="sum")
@@ -91,26 +114,42 @@ def test_xent_all_ignored_mean_is_nan(rng, smoothing):
 def test_xent_non_contiguous(rng):
     z = randn(rng, (40, 30), np.float32, scale=3.0)
     labels = labels_for(rng, 60, 10)
-    for zz, ll in ((z.T[::-1], labels[::2][:30]), (z[::2, ::3], labels[::-1][:20]),
-                   (np.broadcast_to(z[:1], (20, 30)), labels[::3])):
+    for zz, ll in (
+        (z.T[::-1], labels[::2][:30]),
+        (z[::2, ::3], labels[::-1][:20]),
+        (np.broadcast_to(z[:1], (20, 30)), labels[::3]),
+    ):
         check_forward("softmax_cross_entropy", zz, ll, label_smoothing=0.1, reduction="sum")
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("ignore_index,smoothing", [(None, 0.0), (None, 0.2), (-1, 0.0),
-                                                    (2, 0.15)], ids=str)
+@pytest.mark.parametrize(
+    "ignore_index,smoothing", [(None, 0.0), (None, 0.2), (-1, 0.0), (2, 0.15)], ids=str
+)
 def test_xent_gradient(rng, reduction, ignore_index, smoothing):
     labels = np.array([0, 2, 3, 1, -1, 2])
     if ignore_index != -1:
         labels[4] = 0
-    check_grad("softmax_cross_entropy", randn(rng, (6, 4), scale=2.0), labels,
-               reduction=reduction, ignore_index=ignore_index, label_smoothing=smoothing)
+    check_grad(
+        "softmax_cross_entropy",
+        randn(rng, (6, 4), scale=2.0),
+        labels,
+        reduction=reduction,
+        ignore_index=ignore_index,
+        label_smoothing=smoothing,
+    )
 
 
-@pytest.mark.parametrize("labels,pos,value,kw", [
-    ([0, 1, 2, 4, 0], 3, 4, {}), ([0, -1, 2], 1, -1, {}), ([0, 1, 2, 3, 99], 4, 99, {}),
-    ([0, -100, 7, 1], 2, 7, {"ignore_index": -100}), ([0, -1, 1], 1, -1, {"ignore_index": -100}),
-])
+@pytest.mark.parametrize(
+    "labels,pos,value,kw",
+    [
+        ([0, 1, 2, 4, 0], 3, 4, {}),
+        ([0, -1, 2], 1, -1, {}),
+        ([0, 1, 2, 3, 99], 4, 99, {}),
+        ([0, -100, 7, 1], 2, 7, {"ignore_index": -100}),
+        ([0, -1, 1], 1, -1, {"ignore_index": -100}),
+    ],
+)
 def test_xent_bad_labels(rng, labels, pos, value, kw):
     z = randn(rng, (len(labels), 4))
     with pytest.raises(ValueError, match="labels") as info:
@@ -120,8 +159,9 @@ def test_xent_bad_labels(rng, labels, pos, value, kw):
     assert re.search(rf"(?<![\d-]){re.escape(str(value))}(?!\d)", msg), f"{value} not in {msg!r}"
 
 
-@pytest.mark.parametrize("labels", [np.array([0.0, 1.0, 2.0]), np.array([0.5, 1, 2]),
-                                    np.array([True, False, True])])
+@pytest.mark.parametrize(
+    "labels", [np.array([0.0, 1.0, 2.0]), np.array([0.5, 1, 2]), np.array([True, False, True])]
+)
 def test_xent_non_integer_labels(rng, labels):
     with pytest.raises(ValueError, match="labels"):
         ops.softmax_cross_entropy(randn(rng, (3, 4)), labels)
@@ -156,16 +196,21 @@ def bce_data(rng, shape, dtype):
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_bce(rng, shape, reduction, dtype):
-    check_forward("binary_cross_entropy_with_logits", *bce_data(rng, shape, dtype),
-                  reduction=reduction)
+    check_forward(
+        "binary_cross_entropy_with_logits", *bce_data(rng, shape, dtype), reduction=reduction
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_mse(rng, shape, reduction, dtype):
-    check_forward("mse_loss", randn(rng, shape, dtype), randn(rng, shape, dtype, scale=2.0),
-                  reduction=reduction)
+    check_forward(
+        "mse_loss",
+        randn(rng, shape, dtype),
+        randn(rng, shape, dtype, scale=2.0),
+        reduction=reduction,
+    )
 
 
 @pytest.mark.parametrize("name", ["binary_cross_entropy_with_logits", "mse_loss"])
@@ -191,8 +236,10 @@ def test_elementwise_gradient(rng, name, reduction):
     check_grad(name, x, t, reduction=reduction)
 
 
-@pytest.mark.parametrize("name,a,b", [("binary_cross_entropy_with_logits", "logits", "targets"),
-                                      ("mse_loss", "input", "target")])
+@pytest.mark.parametrize(
+    "name,a,b",
+    [("binary_cross_entropy_with_logits", "logits", "targets"), ("mse_loss", "input", "target")],
+)
 def test_elementwise_errors(rng, name, a, b):
     op = getattr(ops, name)
     with pytest.raises(ValueError, match=a):

@@ -15,9 +15,25 @@ ACTIVATIONS = [None, "relu", "leaky_relu", "sigmoid", "tanh"]
 # (M, K, N): empty, unit, primes, sizes around SIMD widths and register tiles, the padded
 # 510x513x511, and sizes past 1000 in each dimension.
 SHAPES = [
-    (0, 5, 3), (4, 0, 3), (3, 5, 0), (1, 1, 1), (1, 7, 1), (2, 3, 5), (5, 1, 7), (7, 13, 11),
-    (8, 8, 8), (15, 17, 33), (16, 16, 16), (17, 31, 29), (31, 64, 65), (97, 101, 103),
-    (510, 513, 511), (1, 1500, 1), (1025, 7, 1031), (3, 1111, 1030), (1030, 9, 2),
+    (0, 5, 3),
+    (4, 0, 3),
+    (3, 5, 0),
+    (1, 1, 1),
+    (1, 7, 1),
+    (2, 3, 5),
+    (5, 1, 7),
+    (7, 13, 11),
+    (8, 8, 8),
+    (15, 17, 33),
+    (16, 16, 16),
+    (17, 31, 29),
+    (31, 64, 65),
+    (97, 101, 103),
+    (510, 513, 511),
+    (1, 1500, 1),
+    (1025, 7, 1031),
+    (3, 1111, 1030),
+    (1030, 9, 2),
 ]
 
 
@@ -44,18 +60,31 @@ def test_matmul_k_zero_gives_zeros(rng):
 
 # (a shape, b shape, trans_a, trans_b): 1-D operands are promoted and never transposed.
 PROMOTIONS = [
-    ((5,), (5, 3), False, False), ((4, 5), (5,), False, False), ((5,), (5,), False, False),
-    ((5,), (3, 5), False, True), ((5, 4), (5,), True, False), ((5,), (5,), True, True),
-    ((2, 3, 5), (5,), False, False), ((5,), (2, 5, 3), False, False), ((1,), (1, 1), False, False),
-    ((0,), (0, 3), False, False), ((3, 0), (0,), False, False), ((1000,), (1000, 37), False, False),
+    ((5,), (5, 3), False, False),
+    ((4, 5), (5,), False, False),
+    ((5,), (5,), False, False),
+    ((5,), (3, 5), False, True),
+    ((5, 4), (5,), True, False),
+    ((5,), (5,), True, True),
+    ((2, 3, 5), (5,), False, False),
+    ((5,), (2, 5, 3), False, False),
+    ((1,), (1, 1), False, False),
+    ((0,), (0, 3), False, False),
+    ((3, 0), (0,), False, False),
+    ((1000,), (1000, 37), False, False),
 ]
 
 BROADCASTS = [
-    ((3, 1, 4, 5), (2, 5, 6), False, False), ((2, 3, 4), (4, 5), False, False),
-    ((4, 5), (2, 5, 3), False, False), ((1, 4, 5), (3, 5, 6), False, False),
-    ((0, 4, 5), (5, 6), False, False), ((2, 1, 3, 4), (1, 5, 4, 6), False, False),
-    ((3, 4, 5), (3, 5, 6), False, False), ((3, 1, 5, 4), (2, 6, 5), True, True),
-    ((2, 7, 3), (2, 9, 7), True, True), ((6, 17, 9), (9, 13), False, False),
+    ((3, 1, 4, 5), (2, 5, 6), False, False),
+    ((2, 3, 4), (4, 5), False, False),
+    ((4, 5), (2, 5, 3), False, False),
+    ((1, 4, 5), (3, 5, 6), False, False),
+    ((0, 4, 5), (5, 6), False, False),
+    ((2, 1, 3, 4), (1, 5, 4, 6), False, False),
+    ((3, 4, 5), (3, 5, 6), False, False),
+    ((3, 1, 5, 4), (2, 6, 5), True, True),
+    ((2, 7, 3), (2, 9, 7), True, True),
+    ((6, 17, 9), (9, 13), False, False),
     ((64, 8, 8), (64, 8, 8), False, True),
 ]
 
@@ -126,11 +155,18 @@ def test_matmul_out_errors(rng):
         ops.matmul(big[:4], b, out=big[2:6])
 
 
-@pytest.mark.parametrize("sa,sb,kw", [
-    ((3, 4), (5, 6), {}), ((2, 3, 4), (3, 4, 5), {}), ((4,), (5,), {}), ((3, 4), (3, 4), {}),
-    ((3, 4), (5, 4), {"trans_a": True}), ((4, 3), (3, 4), {"trans_b": True}),
-    ((2, 3, 4), (4, 2, 5), {}),
-])
+@pytest.mark.parametrize(
+    "sa,sb,kw",
+    [
+        ((3, 4), (5, 6), {}),
+        ((2, 3, 4), (3, 4, 5), {}),
+        ((4,), (5,), {}),
+        ((3, 4), (3, 4), {}),
+        ((3, 4), (5, 4), {"trans_a": True}),
+        ((4, 3), (3, 4), {"trans_b": True}),
+        ((2, 3, 4), (4, 2, 5), {}),
+    ],
+)
 def test_matmul_shape_mismatch(sa, sb, kw):
     with pytest.raises(ValueError, match=r"\(" + ", ".join(map(str, sa))):
         ops.matmul(np.ones(sa), np.ones(sb), **kw)
@@ -146,8 +182,15 @@ def test_matmul_scalar_operand():
 # ---------------------------------------------------------------- linear
 
 # (x shape, out_features): extra leading axes, 1-D x, empty batch, GEMM-sized.
-LINEAR_SHAPES = [((5, 7), 3), ((2, 3, 7), 4), ((7,), 5), ((0, 7), 3), ((1, 1), 1),
-                 ((33, 65), 17), ((2, 130, 257), 129)]
+LINEAR_SHAPES = [
+    ((5, 7), 3),
+    ((2, 3, 7), 4),
+    ((7,), 5),
+    ((0, 7), 3),
+    ((1, 1), 1),
+    ((33, 65), 17),
+    ((2, 130, 257), 129),
+]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

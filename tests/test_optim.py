@@ -24,12 +24,17 @@ def _sgd_scales(e, s0, s1, g, kw):
         if kw.get("first_step"):
             e["momentum_buffer"] = e_g.copy()
         else:
-            e["momentum_buffer"] = (mom * (e["momentum_buffer"] + np.abs(s0["momentum_buffer"]))
-                                    + (1 - kw.get("dampening", 0.0)) * e_g)
+            e["momentum_buffer"] = (
+                mom * (e["momentum_buffer"] + np.abs(s0["momentum_buffer"]))
+                + (1 - kw.get("dampening", 0.0)) * e_g
+            )
         e["momentum_buffer"] += np.abs(s1["momentum_buffer"])
         buf = s1["momentum_buffer"]
-        e_d = (e_g + mom * e["momentum_buffer"] + np.abs(gp + mom * buf)
-               if kw.get("nesterov") else e["momentum_buffer"])
+        e_d = (
+            e_g + mom * e["momentum_buffer"] + np.abs(gp + mom * buf)
+            if kw.get("nesterov")
+            else e["momentum_buffer"]
+        )
     else:
         e_d = e_g
     e["param"] = e["param"] + np.abs(s0["param"]) + lr * e_d + np.abs(s1["param"])
@@ -44,16 +49,22 @@ def _adam_scales(e, s0, s1, g, kw):
         gp, e_g = g, np.abs(g)
     else:
         gp, e_g = g + wd * p0, np.abs(g) + wd * (np.abs(p0) + e["param"])
-    e["exp_avg"] = (b1 * (e["exp_avg"] + np.abs(s0["exp_avg"])) + (1 - b1) * (e_g + np.abs(gp))
-                    + np.abs(s1["exp_avg"]))
-    e["exp_avg_sq"] = (b2 * (e["exp_avg_sq"] + np.abs(s0["exp_avg_sq"]))
-                       + (1 - b2) * (2 * np.abs(gp) * e_g + gp * gp) + s1["exp_avg_sq"])
+    e["exp_avg"] = (
+        b1 * (e["exp_avg"] + np.abs(s0["exp_avg"]))
+        + (1 - b1) * (e_g + np.abs(gp))
+        + np.abs(s1["exp_avg"])
+    )
+    e["exp_avg_sq"] = (
+        b2 * (e["exp_avg_sq"] + np.abs(s0["exp_avg_sq"]))
+        + (1 - b2) * (2 * np.abs(gp) * e_g + gp * gp)
+        + s1["exp_avg_sq"]
+    )
     vv, e_vv = s1["exp_avg_sq"], e["exp_avg_sq"]
     if kw["amsgrad"]:
         e["max_exp_avg_sq"] = np.fmax(e["max_exp_avg_sq"], e_vv)
         vv, e_vv = s1["max_exp_avg_sq"], e["max_exp_avg_sq"]
-    bc2 = np.sqrt(1 - b2 ** t)
-    step_size = lr / (1 - b1 ** t)
+    bc2 = np.sqrt(1 - b2**t)
+    step_size = lr / (1 - b1**t)
     denom = np.sqrt(vv) / bc2 + eps
     e_den = e_vv / (2 * np.sqrt(vv) * bc2 + 1e-300) + 2 * denom
     u = s1["exp_avg"] / denom
@@ -65,13 +76,17 @@ def _rmsprop_scales(e, s0, s1, g, kw):
     lr, wd, a, eps, mom = kw["lr"], kw["weight_decay"], kw["alpha"], kw["eps"], kw["momentum"]
     gp = g + wd * s0["param"]
     e_g = np.abs(g) + wd * (np.abs(s0["param"]) + e["param"])
-    e["square_avg"] = (a * (e["square_avg"] + s0["square_avg"]) + (1 - a) * (2 * np.abs(gp) * e_g
-                       + gp * gp) + s1["square_avg"])
+    e["square_avg"] = (
+        a * (e["square_avg"] + s0["square_avg"])
+        + (1 - a) * (2 * np.abs(gp) * e_g + gp * gp)
+        + s1["square_avg"]
+    )
     w, e_w = s1["square_avg"], e["square_avg"]
     if kw["centered"]:
         ga = s1["grad_avg"]
-        e["grad_avg"] = (a * (e["grad_avg"] + np.abs(s0["grad_avg"])) + (1 - a) * (e_g + np.abs(gp))
-                         + np.abs(ga))
+        e["grad_avg"] = (
+            a * (e["grad_avg"] + np.abs(s0["grad_avg"])) + (1 - a) * (e_g + np.abs(gp)) + np.abs(ga)
+        )
         w = w - ga * ga
         e_w = e_w + 2 * np.abs(ga) * e["grad_avg"] + ga * ga + np.abs(w)
     avg = np.sqrt(w) + eps
@@ -79,8 +94,11 @@ def _rmsprop_scales(e, s0, s1, g, kw):
     u = gp / avg
     e_u = e_g / avg + np.abs(u) * e_avg / avg + np.abs(u)
     if mom:
-        e["momentum_buffer"] = (mom * (e["momentum_buffer"] + np.abs(s0["momentum_buffer"])) + e_u
-                                + np.abs(s1["momentum_buffer"]))
+        e["momentum_buffer"] = (
+            mom * (e["momentum_buffer"] + np.abs(s0["momentum_buffer"]))
+            + e_u
+            + np.abs(s1["momentum_buffer"])
+        )
         e_d = e["momentum_buffer"]
     else:
         e_d = e_u
@@ -129,9 +147,11 @@ def check_trajectory(name, rng, shape, dtype, buffers, kwargs, nan_buffers=(), p
 
 
 # PyTorch's valid SGD options: nesterov needs momentum and no dampening.
-SGD = [{"momentum": m, "dampening": d, "nesterov": n, "weight_decay": wd}
-       for m, d, n, wd in itertools.product([0.0, 0.9], [0.0, 0.5], [False, True], [0.0, 0.01])
-       if not (n and (m == 0 or d != 0)) and not (m == 0 and d != 0)]
+SGD = [
+    {"momentum": m, "dampening": d, "nesterov": n, "weight_decay": wd}
+    for m, d, n, wd in itertools.product([0.0, 0.9], [0.0, 0.5], [False, True], [0.0, 0.01])
+    if not (n and (m == 0 or d != 0)) and not (m == 0 and d != 0)
+]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -140,17 +160,28 @@ SGD = [{"momentum": m, "dampening": d, "nesterov": n, "weight_decay": wd}
 def test_sgd(rng, opts, shape, dtype):
     if opts["momentum"]:
         # PyTorch's first step copies the gradient into the buffer: it must not read the old one.
-        check_trajectory("sgd_step", rng, shape, dtype, ["momentum_buffer"], {"lr": 0.1, **opts},
-                         nan_buffers=["momentum_buffer"], per_step=lambda t: {"first_step": t == 0})
+        check_trajectory(
+            "sgd_step",
+            rng,
+            shape,
+            dtype,
+            ["momentum_buffer"],
+            {"lr": 0.1, **opts},
+            nan_buffers=["momentum_buffer"],
+            per_step=lambda t: {"first_step": t == 0},
+        )
         # A buffer carried over (zeros), never a first step.
         check_trajectory("sgd_step", rng, shape, dtype, ["momentum_buffer"], {"lr": 0.1, **opts})
     else:
         check_trajectory("sgd_step", rng, shape, dtype, [], {"lr": 0.1, **opts})
 
 
-ADAM = [{"amsgrad": a, "decoupled_weight_decay": d, "weight_decay": wd, "betas": b}
-        for a, d, wd, b in itertools.product([False, True], [False, True], [0.0, 0.1],
-                                             [(0.9, 0.999), (0.8, 0.9)])]
+ADAM = [
+    {"amsgrad": a, "decoupled_weight_decay": d, "weight_decay": wd, "betas": b}
+    for a, d, wd, b in itertools.product(
+        [False, True], [False, True], [0.0, 0.1], [(0.9, 0.999), (0.8, 0.9)]
+    )
+]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -158,21 +189,32 @@ ADAM = [{"amsgrad": a, "decoupled_weight_decay": d, "weight_decay": wd, "betas":
 @pytest.mark.parametrize("opts", ADAM, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
 def test_adam(rng, opts, shape, dtype):
     buffers = ["exp_avg", "exp_avg_sq"] + (["max_exp_avg_sq"] if opts["amsgrad"] else [])
-    check_trajectory("adam_step", rng, shape, dtype, buffers, {"lr": 1e-2, "eps": 1e-8, **opts},
-                     per_step=lambda t: {"step": t + 1})
+    check_trajectory(
+        "adam_step",
+        rng,
+        shape,
+        dtype,
+        buffers,
+        {"lr": 1e-2, "eps": 1e-8, **opts},
+        per_step=lambda t: {"step": t + 1},
+    )
 
 
-RMSPROP = [{"centered": c, "momentum": m, "weight_decay": wd, "alpha": al}
-           for c, m, wd, al in itertools.product([False, True], [0.0, 0.9], [0.0, 0.1],
-                                                 [0.99, 0.9])]
+RMSPROP = [
+    {"centered": c, "momentum": m, "weight_decay": wd, "alpha": al}
+    for c, m, wd, al in itertools.product([False, True], [0.0, 0.9], [0.0, 0.1], [0.99, 0.9])
+]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("opts", RMSPROP, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
 def test_rmsprop(rng, opts, shape, dtype):
-    buffers = ["square_avg"] + (["momentum_buffer"] if opts["momentum"] else []) + (
-        ["grad_avg"] if opts["centered"] else [])
+    buffers = (
+        ["square_avg"]
+        + (["momentum_buffer"] if opts["momentum"] else [])
+        + (["grad_avg"] if opts["centered"] else [])
+    )
     check_trajectory("rmsprop_step", rng, shape, dtype, buffers, {"lr": 1e-2, "eps": 1e-8, **opts})
 
 

@@ -11,8 +11,21 @@ from myelin import ops
 pytestmark = pytest.mark.usefixtures("isa")
 
 DTYPES = [np.float32, np.float64]
-SHAPES = [(1, 1), (7, 1), (1, 7), (17, 33), (1000, 3), (3, 1000), (100003, 2), (2, 3, 5),
-          (0, 5), (5, 0), (17,), (1,), (4, 0, 3)]
+SHAPES = [
+    (1, 1),
+    (7, 1),
+    (1, 7),
+    (17, 33),
+    (1000, 3),
+    (3, 1000),
+    (100003, 2),
+    (2, 3, 5),
+    (0, 5),
+    (5, 0),
+    (17,),
+    (1,),
+    (4, 0, 3),
+]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -30,21 +43,33 @@ def test_bias_grad_empty_rows_are_zero():
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_bias_grad_non_contiguous(rng, dtype):
     base = randn(rng, (60, 41), dtype)
-    for g in (base.T, base[::2], base[::-1, ::-3], base[5:50:7, 1:], np.broadcast_to(base[:1], (9, 41)),
-              base.reshape(6, 10, 41).transpose(1, 0, 2)):
+    for g in (
+        base.T,
+        base[::2],
+        base[::-1, ::-3],
+        base[5:50:7, 1:],
+        np.broadcast_to(base[:1], (9, 41)),
+        base.reshape(6, 10, 41).transpose(1, 0, 2),
+    ):
         check_forward("bias_grad", g)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("sizes", [[], [0], [1], [7], [17, 3], [1000, 1, 33], [100003], [5000003]],
-                         ids=str)
+@pytest.mark.parametrize(
+    "sizes", [[], [0], [1], [7], [17, 3], [1000, 1, 33], [100003], [5000003]], ids=str
+)
 def test_global_norm(rng, sizes, dtype):
     check_forward("global_norm", [randn(rng, (n,), dtype) for n in sizes])
 
 
 def test_global_norm_mixed(rng):
-    arrays = [randn(rng, (3, 5), np.float32), randn(rng, (7,)), randn(rng, (40, 30))[::3, ::-2],
-              randn(rng, (2, 3, 4), np.float32).transpose(2, 0, 1), np.empty((0, 4))]
+    arrays = [
+        randn(rng, (3, 5), np.float32),
+        randn(rng, (7,)),
+        randn(rng, (40, 30))[::3, ::-2],
+        randn(rng, (2, 3, 4), np.float32).transpose(2, 0, 1),
+        np.empty((0, 4)),
+    ]
     check_forward("global_norm", arrays)
     assert ops.global_norm([]) == 0.0
 

@@ -12,9 +12,22 @@ DTYPES = [np.float32, np.float64]
 OPS = ["softmax", "log_softmax"]
 # (shape, axis): one row, one column, odd widths around SIMD sizes, 100003 classes, empty, 1-D,
 # and reductions over a leading or middle axis.
-CASES = [((1, 1), -1), ((1, 7), -1), ((7, 1), -1), ((3, 17), -1), ((5, 1000), -1),
-         ((2, 100003), -1), ((0, 5), -1), ((5, 0), -1), ((17,), -1), ((4, 3, 5), -1),
-         ((4, 3, 5), 0), ((4, 3, 5), 1), ((33, 31), 0), ((1000, 3), -1)]
+CASES = [
+    ((1, 1), -1),
+    ((1, 7), -1),
+    ((7, 1), -1),
+    ((3, 17), -1),
+    ((5, 1000), -1),
+    ((2, 100003), -1),
+    ((0, 5), -1),
+    ((5, 0), -1),
+    ((17,), -1),
+    ((4, 3, 5), -1),
+    ((4, 3, 5), 0),
+    ((4, 3, 5), 1),
+    ((33, 31), 0),
+    ((1000, 3), -1),
+]
 
 
 def logits(rng, shape, dtype):
@@ -37,8 +50,9 @@ def test_forward(rng, name, shape, axis, dtype):
         with np.errstate(invalid="ignore"):
             sums = np.sum(y, axis=axis)
         ok = ~np.isnan(sums)
-        np.testing.assert_allclose(sums[ok], 1, rtol=0, atol=8 * np.finfo(dtype).eps * np.sqrt(
-            y.shape[axis]))
+        np.testing.assert_allclose(
+            sums[ok], 1, rtol=0, atol=8 * np.finfo(dtype).eps * np.sqrt(y.shape[axis])
+        )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -63,15 +77,22 @@ def test_extreme_logits_float32_finite(dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_non_contiguous(rng, name, dtype):
     base = randn(rng, (40, 66), dtype, scale=3.0)
-    for x in (base.T, base[::2], base[:, ::-1], base[3:30:3, 1::5], np.broadcast_to(base[:1], (7, 66))):
+    for x in (
+        base.T,
+        base[::2],
+        base[:, ::-1],
+        base[3:30:3, 1::5],
+        np.broadcast_to(base[:1], (7, 66)),
+    ):
         y = check_forward(name, x)
         check_forward(name + "_backward", x[::-1][::-1], y)
         check_forward(name, x, axis=0)
 
 
 @pytest.mark.parametrize("name", OPS)
-@pytest.mark.parametrize("shape,axis", [((3, 7), -1), ((4, 3, 5), 1), ((6, 2), 0), ((9,), 0)],
-                         ids=str)
+@pytest.mark.parametrize(
+    "shape,axis", [((3, 7), -1), ((4, 3, 5), 1), ((6, 2), 0), ((9,), 0)], ids=str
+)
 def test_gradient(rng, name, shape, axis):
     check_grad(name, randn(rng, shape, scale=2.0), axis=axis)
 

@@ -36,8 +36,9 @@ def _results(rng):
     w = randn(rng, (200, 300))
     return {
         "matmul f32": lambda: ops.matmul(a, b),
-        "matmul f64 trans": lambda: ops.matmul(b.astype(np.float64), a.astype(np.float64),
-                                               trans_a=True, trans_b=True),
+        "matmul f64 trans": lambda: ops.matmul(
+            b.astype(np.float64), a.astype(np.float64), trans_a=True, trans_b=True
+        ),
         "matmul batched": lambda: ops.matmul(a.reshape(3, 100, 400), b),
         "linear": lambda: ops.linear(x, w, np.ones(200), "tanh"),
         "linear_backward": lambda: ops.linear_backward(g[:512, :200], x, w, None),
@@ -53,7 +54,7 @@ def _results(rng):
 
 def _same_bits(x, y):
     if isinstance(x, tuple):
-        return all(_same_bits(u, v) for u, v in zip(x, y))
+        return all(_same_bits(u, v) for u, v in zip(x, y, strict=False))
     x, y = np.asarray(x), np.asarray(y)
     return x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
 
@@ -94,6 +95,8 @@ def test_show_config(capsys, threads):
     assert myelin.__version__ in out
     assert _config.current_isa() in out
     expected = r"\b3\b" if _config.has_openmp() else r"\b1\b"
-    assert any(re.search(expected, line) for line in out.splitlines() if "thread" in line.lower()), out
+    assert any(
+        re.search(expected, line) for line in out.splitlines() if "thread" in line.lower()
+    ), out
     if not _config.has_openmp():
         assert "serial" in out, out

@@ -16,7 +16,10 @@ def show_config() -> None:
     """Print the version, the instruction-set path in use and those available, the OpenMP runtime
     and the thread count."""
     print(f"myelin {__version__}")
-    print(f"  cpu path:      {_config.current_isa()} (available: {', '.join(_config.available_isas())})")
+    print(
+        f"  cpu path:      {_config.current_isa()} "
+        f"(available: {', '.join(_config.available_isas())})"
+    )
     print(f"  openmp:        {_config.openmp_runtime()}")
     print(f"  threads:       {get_num_threads()}")
 

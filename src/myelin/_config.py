@@ -30,11 +30,11 @@ def set_isa(name: str) -> None:
         raise TypeError(f"isa must be a str, got {type(name).__name__}")
     rc = _kernels.select_isa(name)
     if rc == -1:
-        raise ValueError(f"unknown instruction-set path {name!r}; expected one of {list(_ISA_NAMES)}")
-    if rc == -2:
         raise ValueError(
-            f"this CPU cannot run the {name!r} path; it supports {available_isas()}"
+            f"unknown instruction-set path {name!r}; expected one of {list(_ISA_NAMES)}"
         )
+    if rc == -2:
+        raise ValueError(f"this CPU cannot run the {name!r} path; it supports {available_isas()}")
 
 
 def has_openmp() -> bool:

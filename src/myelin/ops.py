@@ -283,8 +283,8 @@ def linear(x, weight, bias=None, activation=None, *, negative_slope=0.01, out=No
         for arr, nm in ((x, "x"), (weight, "weight"), (bias, "bias")):
             if arr is not None and np.may_share_memory(res, arr):
                 raise ValueError(f"linear: out shares memory with {nm}; pass a separate array")
-        work = _rows(res, n_out) if res.flags.c_contiguous else np.empty(
-            (x2.shape[0], n_out), x.dtype
+        work = (
+            _rows(res, n_out) if res.flags.c_contiguous else np.empty((x2.shape[0], n_out), x.dtype)
         )
     _kernels.gemm(work, x2, w_t, 0.0, bias, act, slope)
     if out is not None and not res.flags.c_contiguous:
@@ -652,8 +652,9 @@ def sgd_step(
         if momentum_buffer is None:
             raise ValueError("sgd_step: momentum_buffer is required when momentum != 0")
         buf = _state(momentum_buffer, "momentum_buffer", param, op)
-    _kernels.sgd_step(param, buf, g, lr, momentum, dampening, weight_decay, bool(nesterov),
-                      bool(first_step))
+    _kernels.sgd_step(
+        param, buf, g, lr, momentum, dampening, weight_decay, bool(nesterov), bool(first_step)
+    )
 
 
 def adam_step(
@@ -699,8 +700,20 @@ def adam_step(
         if max_exp_avg_sq is None:
             raise ValueError("adam_step: max_exp_avg_sq is required when amsgrad=True")
         vmax = _state(max_exp_avg_sq, "max_exp_avg_sq", param, op)
-    _kernels.adam_step(param, m, v, vmax, g, _nonneg(lr, "lr"), beta1, beta2, _nonneg(eps, "eps"),
-                       _nonneg(weight_decay, "weight_decay"), bool(decoupled_weight_decay), step)
+    _kernels.adam_step(
+        param,
+        m,
+        v,
+        vmax,
+        g,
+        _nonneg(lr, "lr"),
+        beta1,
+        beta2,
+        _nonneg(eps, "eps"),
+        _nonneg(weight_decay, "weight_decay"),
+        bool(decoupled_weight_decay),
+        step,
+    )
 
 
 def rmsprop_step(
@@ -737,8 +750,18 @@ def rmsprop_step(
         if grad_avg is None:
             raise ValueError("rmsprop_step: grad_avg is required when centered=True")
         gavg = _state(grad_avg, "grad_avg", param, op)
-    _kernels.rmsprop_step(param, sq, buf, gavg, g, _nonneg(lr, "lr"), _nonneg(alpha, "alpha"),
-                          _nonneg(eps, "eps"), _nonneg(weight_decay, "weight_decay"), momentum)
+    _kernels.rmsprop_step(
+        param,
+        sq,
+        buf,
+        gavg,
+        g,
+        _nonneg(lr, "lr"),
+        _nonneg(alpha, "alpha"),
+        _nonneg(eps, "eps"),
+        _nonneg(weight_decay, "weight_decay"),
+        momentum,
+    )
 
 
 # ---------------------------------------------------------------- reductions

@@ -185,8 +185,9 @@ def _reduce(losses, grad, reduction, count):
     return dtype(total / count), grad / grad.dtype.type(count)
 
 
-def softmax_cross_entropy(logits, labels, *, reduction="mean", ignore_index=None,
-                          label_smoothing=0.0):
+def softmax_cross_entropy(
+    logits, labels, *, reduction="mean", ignore_index=None, label_smoothing=0.0
+):
     """PyTorch's cross_entropy on (N, C) logits and (N,) integer labels -> (loss, grad).
 
     Row loss: (1 - s) * -logp[label] + s * mean_c(-logp[c]); ignored rows give 0 and do not count
@@ -231,8 +232,18 @@ def mse_loss(input, target, *, reduction="mean"):
 # ---------------------------------------------------------------- optimizer updates, in place
 
 
-def sgd_step(param, grad, momentum_buffer=None, *, lr, momentum=0.0, dampening=0.0,
-             nesterov=False, weight_decay=0.0, first_step=False):
+def sgd_step(
+    param,
+    grad,
+    momentum_buffer=None,
+    *,
+    lr,
+    momentum=0.0,
+    dampening=0.0,
+    nesterov=False,
+    weight_decay=0.0,
+    first_step=False,
+):
     """torch.optim.SGD, one step, in place on param (and momentum_buffer)."""
     g = grad + weight_decay * param if weight_decay != 0 else grad.copy()
     if momentum != 0:
@@ -247,9 +258,21 @@ def sgd_step(param, grad, momentum_buffer=None, *, lr, momentum=0.0, dampening=0
     param -= lr * d
 
 
-def adam_step(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
-              weight_decay=0.0, decoupled_weight_decay=False, amsgrad=False,
-              max_exp_avg_sq=None):
+def adam_step(
+    param,
+    grad,
+    exp_avg,
+    exp_avg_sq,
+    *,
+    step,
+    lr=1e-3,
+    betas=(0.9, 0.999),
+    eps=1e-8,
+    weight_decay=0.0,
+    decoupled_weight_decay=False,
+    amsgrad=False,
+    max_exp_avg_sq=None,
+):
     """torch.optim.Adam (L2 decay) / AdamW (decoupled decay), one step, in place."""
     beta1, beta2 = betas
     if weight_decay != 0 and decoupled_weight_decay:
@@ -263,8 +286,8 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, betas=(0.9, 0.
     exp_avg += (1 - beta1) * g
     exp_avg_sq *= beta2
     exp_avg_sq += (1 - beta2) * g * g
-    step_size = lr / (1 - beta1 ** step)
-    bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5
+    step_size = lr / (1 - beta1**step)
+    bias_correction2_sqrt = (1 - beta2**step) ** 0.5
     if amsgrad:
         np.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
         denom = np.sqrt(max_exp_avg_sq) / bias_correction2_sqrt + eps
@@ -273,8 +296,20 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, betas=(0.9, 0.
     param -= step_size * (exp_avg / denom)
 
 
-def rmsprop_step(param, grad, square_avg, *, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0,
-                 momentum=0.0, centered=False, momentum_buffer=None, grad_avg=None):
+def rmsprop_step(
+    param,
+    grad,
+    square_avg,
+    *,
+    lr=1e-2,
+    alpha=0.99,
+    eps=1e-8,
+    weight_decay=0.0,
+    momentum=0.0,
+    centered=False,
+    momentum_buffer=None,
+    grad_avg=None,
+):
     """torch.optim.RMSprop, one step, in place."""
     g = grad + weight_decay * param if weight_decay != 0 else grad
     square_avg *= alpha
