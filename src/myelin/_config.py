@@ -8,6 +8,7 @@ runtime itself).
 from __future__ import annotations
 
 import os
+import warnings
 
 from myelin import _kernels
 
@@ -59,12 +60,35 @@ def openmp_runtime() -> str:
     return f"OpenMP {_kernels.openmp_version()} ({lib})"
 
 
+# GNU OpenMP is not fork-safe: a child made by fork() after the parent ran a parallel region
+# hangs in its first parallel region of more than one thread. A forked child therefore runs
+# myelin's kernels on one thread (the processes of a fork pool share the cores anyway).
+_forked_child = False
+
+
+def _after_fork_in_child() -> None:
+    global _forked_child
+    _forked_child = True
+    _kernels.set_num_threads(1)
+
+
 def set_num_threads(n: int) -> None:
-    """Use up to ``n`` threads in the kernels (tiny ops still run on one)."""
+    """Use up to ``n`` threads in the kernels (tiny ops still run on one).
+
+    In a process made by ``fork()`` the kernels stay on one thread (OpenMP is not fork-safe)."""
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"n must be an int, got {type(n).__name__}")
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
+    if _forked_child and n > 1:
+        warnings.warn(
+            f"set_num_threads({n}) in a forked child process: myelin stays on 1 thread, "
+            "because OpenMP does not survive fork(); use the 'spawn' or 'forkserver' start "
+            "method for multithreaded workers",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        n = 1
     _kernels.set_num_threads(n)
 
 
@@ -97,3 +121,5 @@ def _init_from_environment() -> None:
 
 
 _init_from_environment()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
