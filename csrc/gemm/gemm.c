@@ -24,8 +24,12 @@
  * per block in the same order whatever the tiling: results are bitwise the same for any
  * number of threads.
  *
- * Small problems (M <= 128, B with unit column stride) read B in place, unpacked: only the A
- * micro-panels are packed. Batches of small products run in parallel over the batch.
+ * Small problems (M <= 128) skip packing where the layout allows it: B in place when its rows are
+ * contiguous (only a last, partial micro-panel is packed, into a stack buffer), and A in place
+ * when its rows are contiguous, through the direct-A micro-kernels (a 64^3 product then does no
+ * copying and no malloc). Reading A in place reorders no arithmetic: the result is bitwise that
+ * of the packed path. Batches of small products run in parallel over the batch.
+ * Parallel regions: one per call, tiles handed out dynamically, a single barrier at the end.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +55,15 @@
 #endif
 #ifndef GEMM_DIRECT_B_MAX_M
 #define GEMM_DIRECT_B_MAX_M 128      /* read B unpacked when M is at most this */
+#endif
+#ifndef GEMM_DIRECT_A_MAX_M
+#define GEMM_DIRECT_A_MAX_M 128      /* read A rows in place when M is at most this */
+#endif
+#ifndef GEMM_BSTACK_BYTES
+#define GEMM_BSTACK_BYTES 32768      /* B packing buffers up to this size live on the stack */
+#endif
+#ifndef GEMM_DIRECT_A_ALIAS
+#define GEMM_DIRECT_A_ALIAS 4096     /* ... unless the A row stride is a multiple of this (bytes) */
 #endif
 #ifndef GEMM_GRAIN
 #define GEMM_GRAIN (1 << 18)         /* flops worth a thread (~2 us on one Zen 4 core) */
@@ -83,8 +96,10 @@ struct gemm_plan {
     int64_t kc;       /* K block */
     int64_t mcb, ncb; /* macro-tile size; the last tile in each direction may be smaller */
     int64_t mt, ntn;  /* tiles along M and N */
+    int direct_a;     /* read A rows in place (direct-A kernels) instead of packing them */
     int direct_b;     /* read full-width B micro-panels in place */
     size_t b_elems;   /* B packing buffer size in elements (0: none needed) */
+    int b_stack;      /* the buffer fits on the stack whatever the tiling (never malloc) */
 };
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -101,12 +116,22 @@ static double pack_cost(int64_t sr, int64_t sq)
 /* Tiles for nt threads: among a few splits of M (even) and N (multiples of nr), the one
  * with the least estimated time for the busiest thread (its tiles' multiply-adds and packing). */
 static void gemm_make_plan(struct gemm_plan *pl, int64_t M, int64_t N, int64_t K, int mr, int nr,
-                           size_t esz, int nt, int64_t rsa, int64_t csa, int64_t rsb, int64_t csb)
+                           size_t esz, int nt, int has_uka, int64_t rsa, int64_t csa,
+                           int64_t rsb, int64_t csb)
 {
     const int64_t kc_max = GEMM_KC_BYTES / (int64_t)esz;
     pl->kc = K > 0 ? ceil_div(K, ceil_div(K, kc_max)) : 1;
     pl->direct_b = csb == 1 && M <= GEMM_DIRECT_B_MAX_M;
-    const double cost_a = pack_cost(rsa, csa), cost_b = pl->direct_b ? 0.0 : pack_cost(csb, rsb);
+    /* A rows in place: small problems only (a packed panel is reused by every B micro-panel of
+     * a block, and at 256^3 packing measured faster), and not when the row stride is a multiple
+     * of 4 KiB, which puts all MR rows in the same sets of the 8-way L1 (4 KiB per way):
+     * measured 25% slower at 128x1024x1024; a 2 KiB stride (g @ w, K = 512) measured 5% faster
+     * in place than packed. */
+    const int64_t lda_bytes = (rsa < 0 ? -rsa : rsa) * (int64_t)esz;
+    pl->direct_a = has_uka && csa == 1 && M <= GEMM_DIRECT_A_MAX_M &&
+                   lda_bytes % GEMM_DIRECT_A_ALIAS != 0;
+    const double cost_a = pl->direct_a ? 0.0 : pack_cost(rsa, csa);
+    const double cost_b = pl->direct_b ? 0.0 : pack_cost(csb, rsb);
 
     const int64_t mt0 = ceil_div(M, GEMM_MC), ntn0 = ceil_div(N, GEMM_NC);
     const int64_t mt_max = ceil_div(M, mr), ntn_max = ceil_div(N, nr);
@@ -133,6 +158,10 @@ static void gemm_make_plan(struct gemm_plan *pl, int64_t M, int64_t N, int64_t K
     /* direct: only a last, partial panel is packed */
     pl->b_elems = (size_t)((pl->direct_b ? (N % nr ? nr : 0)
                                          : round_up(pl->ncb, nr)) * pl->kc);
+    /* decided on the largest buffer any thread count could ask for, so that the fallback after
+     * a failed malloc (the naive twin) is taken or not whatever the number of threads */
+    const int64_t b_max = (pl->direct_b ? (N % nr ? nr : 0) : round_up(N, nr)) * pl->kc;
+    pl->b_stack = (size_t)b_max * esz <= GEMM_BSTACK_BYTES;
 }
 
 /* 64-byte aligned allocation, portable (no aligned_alloc / posix_memalign). NULL on failure. */
@@ -237,8 +266,8 @@ static void tpack_f64(double *restrict dst, int64_t DW, const double *src, int64
 DEFINE_PANEL_COPY(float, f32)
 DEFINE_PANEL_COPY(double, f64)
 
-/* SFX: f32 / f64; KT: the kernel table type; UKR: its micro-kernel type. */
-#define DEFINE_GEMM(T, SFX, KT, UKR)                                                             \
+/* SFX: f32 / f64; KT: the kernel table type; UKR, UKA: its micro-kernel types. */
+#define DEFINE_GEMM(T, SFX, KT, UKR, UKA)                                                        \
                                                                                                  \
     /* One micro-panel, DW wide and kc deep: dst[q*DW + r] = X(r, q) = src[r*sr + q*sq] for      \
      * r < R, zero for R <= r < DW. An A panel is (rows i, depth p): sr = rsa, sq = csa; a B     \
@@ -301,13 +330,24 @@ DEFINE_PANEL_COPY(double, f64)
             for (int64_t ir = 0; ir < mc; ir += MR) {                                            \
                 const int64_t m = min64(MR, mc - ir);                                            \
                 const UKR ukr = kt->ukr[m];                                                      \
-                pack_panel_##SFX(apanel, MR, A + (i0 + ir) * rsa + p0 * csa, rsa, csa, m, kc);   \
                 T *cp = C + (i0 + ir) * ldc + j0;                                                \
-                for (int64_t jr = 0; jr < nfull; jr += NR)                                       \
-                    ukr(kc, apanel, bdirect + jr, rsb, cp + jr, ldc, m, NR, beta);               \
-                for (int64_t jr = nfull; jr < nc; jr += NR)                                      \
-                    ukr(kc, apanel, bbuf + (jr - nfull) * kc, NR, cp + jr, ldc, m,               \
-                        min64(NR, nc - jr), beta);                                               \
+                if (pl->direct_a) {                                                              \
+                    const UKA uka = kt->uka[m];                                                  \
+                    const T *ap = A + (i0 + ir) * rsa + p0;                                      \
+                    for (int64_t jr = 0; jr < nfull; jr += NR)                                   \
+                        uka(kc, ap, rsa, bdirect + jr, rsb, cp + jr, ldc, m, NR, beta);          \
+                    for (int64_t jr = nfull; jr < nc; jr += NR)                                  \
+                        uka(kc, ap, rsa, bbuf + (jr - nfull) * kc, NR, cp + jr, ldc, m,          \
+                            min64(NR, nc - jr), beta);                                           \
+                } else {                                                                         \
+                    pack_panel_##SFX(apanel, MR, A + (i0 + ir) * rsa + p0 * csa, rsa, csa, m,    \
+                                     kc);                                                        \
+                    for (int64_t jr = 0; jr < nfull; jr += NR)                                   \
+                        ukr(kc, apanel, bdirect + jr, rsb, cp + jr, ldc, m, NR, beta);           \
+                    for (int64_t jr = nfull; jr < nc; jr += NR)                                  \
+                        ukr(kc, apanel, bbuf + (jr - nfull) * kc, NR, cp + jr, ldc, m,           \
+                            min64(NR, nc - jr), beta);                                           \
+                }                                                                                \
                 if (last && epi)                                                                 \
                     epilogue_##SFX(cp, ldc, m, nc, bias ? bias + j0 : NULL, g->act, g->slope);   \
             }                                                                                    \
@@ -340,6 +380,21 @@ DEFINE_PANEL_COPY(double, f64)
         }                                                                                        \
     }                                                                                            \
                                                                                                  \
+    /* The B packing buffer of one thread: its stack array when the plan's buffer fits (small  \
+     * problems then never call malloc), else the heap; NULL when none is needed or malloc     \
+     * fails. */                                                                               \
+    static T *bbuf_get_##SFX(const struct gemm_plan *pl, T *bstack)                             \
+    {                                                                                            \
+        if (pl->b_elems == 0) return NULL;                                                       \
+        if (pl->b_stack) return bstack;                                                          \
+        return gemm_alloc(pl->b_elems * sizeof(T));                                              \
+    }                                                                                            \
+                                                                                                 \
+    static void bbuf_put_##SFX(T *bbuf, T *bstack)                                               \
+    {                                                                                            \
+        if (bbuf != bstack) gemm_free(bbuf);                                                     \
+    }                                                                                            \
+                                                                                                 \
     /* K == 0: C = act(beta*C + bias); beta == 0 does not read C. */                             \
     static void gemm_k0_##SFX(const struct gemm_problem *g)                                      \
     {                                                                                            \
@@ -365,28 +420,30 @@ DEFINE_PANEL_COPY(double, f64)
         const double flops = 2.0 * (double)g->M * (double)g->N * (double)g->K;                  \
         int nt = myelin_threads_for(flops, GEMM_GRAIN);                                          \
         struct gemm_plan pl;                                                                     \
-        gemm_make_plan(&pl, g->M, g->N, g->K, kt->mr, kt->nr, sizeof(T), nt, g->rsa, g->csa,    \
-                       g->rsb, g->csb);                                                          \
+        gemm_make_plan(&pl, g->M, g->N, g->K, kt->mr, kt->nr, sizeof(T), nt,                     \
+                       kt->uka[1] != NULL, g->rsa, g->csa, g->rsb, g->csb);                \
         const int64_t tiles = pl.mt * pl.ntn;                                                    \
         if (tiles < nt) nt = (int)tiles;                                                         \
         if (nt <= 1) {                                                                           \
-            T *bbuf = pl.b_elems ? gemm_alloc(pl.b_elems * sizeof(T)) : NULL;                    \
+            _Alignas(64) T bstack[GEMM_BSTACK_BYTES / sizeof(T)];                                \
+            T *bbuf = bbuf_get_##SFX(&pl, bstack);                                               \
             run_serial_##SFX(g, kt, &pl, bbuf != NULL || pl.b_elems == 0, bbuf);                 \
-            gemm_free(bbuf);                                                                     \
+            bbuf_put_##SFX(bbuf, bstack);                                                        \
             return;                                                                              \
         }                                                                                        \
         GEMM_OMP(omp parallel num_threads(nt))                                                   \
         {                                                                                        \
-            T *bbuf = pl.b_elems ? gemm_alloc(pl.b_elems * sizeof(T)) : NULL;                    \
+            _Alignas(64) T bstack[GEMM_BSTACK_BYTES / sizeof(T)]; /* one per thread */           \
+            T *bbuf = bbuf_get_##SFX(&pl, bstack);                                               \
             const int ok = bbuf != NULL || pl.b_elems == 0;                                      \
-            GEMM_OMP(omp for schedule(dynamic, 1))                                               \
+            GEMM_OMP(omp for schedule(dynamic, 1) nowait)                                        \
             for (int64_t t = 0; t < tiles; t++) {                                                \
                 if (ok)                                                                          \
                     tile_##SFX(g, kt, &pl, t, bbuf);                                             \
                 else                                                                             \
                     tile_ref_##SFX(g, &pl, t);                                                   \
             }                                                                                    \
-            gemm_free(bbuf);                                                                     \
+            bbuf_put_##SFX(bbuf, bstack);                                                        \
         }                                                                                        \
     }                                                                                            \
                                                                                                  \
@@ -415,25 +472,27 @@ DEFINE_PANEL_COPY(double, f64)
         int nt = myelin_threads_for(flops * (double)batch, GEMM_GRAIN);                          \
         if (nt > batch) nt = (int)batch;                                                         \
         struct gemm_plan pl;                                                                     \
-        gemm_make_plan(&pl, M, N, K, kt->mr, kt->nr, sizeof(T), 1, rsa, csa, rsb, csb);          \
+        gemm_make_plan(&pl, M, N, K, kt->mr, kt->nr, sizeof(T), 1, kt->uka[1] != NULL, rsa, csa, \
+                       rsb, csb);                                                                \
         GEMM_OMP(omp parallel num_threads(nt))                                                   \
         {                                                                                        \
-            T *bbuf = pl.b_elems ? gemm_alloc(pl.b_elems * sizeof(T)) : NULL;                    \
+            _Alignas(64) T bstack[GEMM_BSTACK_BYTES / sizeof(T)]; /* one per thread */           \
+            T *bbuf = bbuf_get_##SFX(&pl, bstack);                                               \
             const int ok = bbuf != NULL || pl.b_elems == 0;                                      \
             struct gemm_problem gp = g;                                                          \
-            GEMM_OMP(omp for schedule(dynamic, 8))                                               \
+            GEMM_OMP(omp for schedule(dynamic, 8) nowait)                                        \
             for (int64_t p = 0; p < batch; p++) {                                                \
                 gp.C = C + p * stride_c;                                                         \
                 gp.A = A + offa[p];                                                              \
                 gp.B = B + offb[p];                                                              \
                 run_serial_##SFX(&gp, kt, &pl, ok, bbuf);                                        \
             }                                                                                    \
-            gemm_free(bbuf);                                                                     \
+            bbuf_put_##SFX(bbuf, bstack);                                                        \
         }                                                                                        \
     }
 
-DEFINE_GEMM(float, f32, struct myelin_sgemm_kernels, myelin_sgemm_ukr)
-DEFINE_GEMM(double, f64, struct myelin_dgemm_kernels, myelin_dgemm_ukr)
+DEFINE_GEMM(float, f32, struct myelin_sgemm_kernels, myelin_sgemm_ukr, myelin_sgemm_uka)
+DEFINE_GEMM(double, f64, struct myelin_dgemm_kernels, myelin_dgemm_ukr, myelin_dgemm_uka)
 
 /* ---------------------------------------------------------------- kernel tables by ISA */
 

@@ -9,6 +9,10 @@
  *   beta == 0: C is not read (it may hold NaN).
  * Each element is the FMA chain over p = 0..k-1 in order, started from zero, then combined with
  * beta*C: the same arithmetic whatever m, n, the tile or the thread that runs it.
+ * Direct-A variant (uka): the same, but A is read in place from row-major rows,
+ *   A(i, p) = a[i*lda + p], instead of from a packed panel; the arithmetic is identical, so the
+ *   driver may choose either without changing a bit of the result. Only rows < m are read (the
+ *   rows past m of a wider kernel compute on row 0 and are discarded). Tables without it: NULL.
  * A table gives, for every m in 1..MR, the kernel with the fewest rows that covers m, so edge
  * tiles do not pay for MR rows.
  */
@@ -24,17 +28,25 @@ typedef void (*myelin_sgemm_ukr)(int64_t k, const float *a, const float *b, int6
                                  float *c, int64_t ldc, int64_t m, int64_t n, float beta);
 typedef void (*myelin_dgemm_ukr)(int64_t k, const double *a, const double *b, int64_t ldb,
                                  double *c, int64_t ldc, int64_t m, int64_t n, double beta);
+typedef void (*myelin_sgemm_uka)(int64_t k, const float *a, int64_t lda, const float *b,
+                                 int64_t ldb, float *c, int64_t ldc, int64_t m, int64_t n,
+                                 float beta);
+typedef void (*myelin_dgemm_uka)(int64_t k, const double *a, int64_t lda, const double *b,
+                                 int64_t ldb, double *c, int64_t ldc, int64_t m, int64_t n,
+                                 double beta);
 
 struct myelin_sgemm_kernels {
     const char *name;                          /* e.g. "sgemm_avx512_14x32" */
     int mr, nr;
     myelin_sgemm_ukr ukr[MYELIN_GEMM_MAX_MR + 1]; /* ukr[m], m = 1..mr; ukr[0] unused */
+    myelin_sgemm_uka uka[MYELIN_GEMM_MAX_MR + 1]; /* direct-A twins of ukr, or all NULL */
 };
 
 struct myelin_dgemm_kernels {
     const char *name;
     int mr, nr;
     myelin_dgemm_ukr ukr[MYELIN_GEMM_MAX_MR + 1];
+    myelin_dgemm_uka uka[MYELIN_GEMM_MAX_MR + 1];
 };
 
 /* One table per ISA and dtype (ukernel_<isa>.c). The AVX tables exist only in x86 builds. */

@@ -10,7 +10,8 @@
 #define AVX2_MR 6
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
-ALWAYS_INLINE void sgemm_avx2_body(const int mr, int64_t k, const float *a, const float *b,
+ALWAYS_INLINE void sgemm_avx2_body(const int mr, const int direct, int64_t k, const float *a,
+                                     int64_t lda, const float *b,
                                    int64_t ldb, float *c, int64_t ldc, int64_t m, int64_t n,
                                    float beta)
 {
@@ -25,11 +26,11 @@ ALWAYS_INLINE void sgemm_avx2_body(const int mr, int64_t k, const float *a, cons
         const __m256 b1 = _mm256_loadu_ps(b + 8);
 #pragma GCC unroll 8
         for (int i = 0; i < mr; i++) {
-            const __m256 ai = _mm256_broadcast_ss(a + i);
+            const __m256 ai = _mm256_broadcast_ss(a + (direct ? (i < m ? i : 0) * lda : i));
             c0[i] = _mm256_fmadd_ps(ai, b0, c0[i]);
             c1[i] = _mm256_fmadd_ps(ai, b1, c1[i]);
         }
-        a += AVX2_MR;
+        a += direct ? 1 : AVX2_MR;
         b += ldb;
     }
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -60,7 +61,8 @@ ALWAYS_INLINE void sgemm_avx2_body(const int mr, int64_t k, const float *a, cons
     }
 }
 
-ALWAYS_INLINE void dgemm_avx2_body(const int mr, int64_t k, const double *a, const double *b,
+ALWAYS_INLINE void dgemm_avx2_body(const int mr, const int direct, int64_t k, const double *a,
+                                     int64_t lda, const double *b,
                                    int64_t ldb, double *c, int64_t ldc, int64_t m, int64_t n,
                                    double beta)
 {
@@ -75,11 +77,11 @@ ALWAYS_INLINE void dgemm_avx2_body(const int mr, int64_t k, const double *a, con
         const __m256d b1 = _mm256_loadu_pd(b + 4);
 #pragma GCC unroll 8
         for (int i = 0; i < mr; i++) {
-            const __m256d ai = _mm256_broadcast_sd(a + i);
+            const __m256d ai = _mm256_broadcast_sd(a + (direct ? (i < m ? i : 0) * lda : i));
             c0[i] = _mm256_fmadd_pd(ai, b0, c0[i]);
             c1[i] = _mm256_fmadd_pd(ai, b1, c1[i]);
         }
-        a += AVX2_MR;
+        a += direct ? 1 : AVX2_MR;
         b += ldb;
     }
     const __m256i lane = _mm256_setr_epi64x(0, 1, 2, 3);
@@ -110,28 +112,41 @@ ALWAYS_INLINE void dgemm_avx2_body(const int mr, int64_t k, const double *a, con
     }
 }
 
+/* One wrapper per row count and A layout: sgemm_avx2_<rows>x16 (packed A) and
+ * sgemm_avx2_<rows>x16_da (A read in place); dgemm_avx2_<rows>x8 likewise. */
 #define SGEMM_AVX2(ROWS)                                                                         \
     static void sgemm_avx2_##ROWS##x16(int64_t k, const float *a, const float *b, int64_t ldb,   \
                                        float *c, int64_t ldc, int64_t m, int64_t n, float beta)   \
     {                                                                                            \
-        sgemm_avx2_body(ROWS, k, a, b, ldb, c, ldc, m, n, beta);                                 \
+        sgemm_avx2_body(ROWS, 0, k, a, 0, b, ldb, c, ldc, m, n, beta);                           \
+    }                                                                                            \
+    static void sgemm_avx2_##ROWS##x16_da(int64_t k, const float *a, int64_t lda,                \
+                                          const float *b, int64_t ldb, float *c, int64_t ldc,    \
+                                          int64_t m, int64_t n, float beta)                      \
+    {                                                                                            \
+        sgemm_avx2_body(ROWS, 1, k, a, lda, b, ldb, c, ldc, m, n, beta);                         \
     }
 #define DGEMM_AVX2(ROWS)                                                                         \
     static void dgemm_avx2_##ROWS##x8(int64_t k, const double *a, const double *b, int64_t ldb,  \
                                       double *c, int64_t ldc, int64_t m, int64_t n, double beta)  \
     {                                                                                            \
-        dgemm_avx2_body(ROWS, k, a, b, ldb, c, ldc, m, n, beta);                                 \
+        dgemm_avx2_body(ROWS, 0, k, a, 0, b, ldb, c, ldc, m, n, beta);                           \
+    }                                                                                            \
+    static void dgemm_avx2_##ROWS##x8_da(int64_t k, const double *a, int64_t lda,                \
+                                         const double *b, int64_t ldb, double *c, int64_t ldc,   \
+                                         int64_t m, int64_t n, double beta)                      \
+    {                                                                                            \
+        dgemm_avx2_body(ROWS, 1, k, a, lda, b, ldb, c, ldc, m, n, beta);                         \
     }
 
 SGEMM_AVX2(6) SGEMM_AVX2(5) SGEMM_AVX2(4) SGEMM_AVX2(3) SGEMM_AVX2(2) SGEMM_AVX2(1)
 DGEMM_AVX2(6) DGEMM_AVX2(5) DGEMM_AVX2(4) DGEMM_AVX2(3) DGEMM_AVX2(2) DGEMM_AVX2(1)
 
+#define AVX2_TABLE(P, W, S)                                                                      \
+    {NULL, P##_1x##W##S, P##_2x##W##S, P##_3x##W##S, P##_4x##W##S, P##_5x##W##S, P##_6x##W##S}
+
 const struct myelin_sgemm_kernels myelin_sgemm_avx2 = {
-    "sgemm_avx2_6x16", AVX2_MR, 16,
-    {NULL, sgemm_avx2_1x16, sgemm_avx2_2x16, sgemm_avx2_3x16, sgemm_avx2_4x16, sgemm_avx2_5x16,
-     sgemm_avx2_6x16}};
+    "sgemm_avx2_6x16", AVX2_MR, 16, AVX2_TABLE(sgemm_avx2, 16, ), AVX2_TABLE(sgemm_avx2, 16, _da)};
 
 const struct myelin_dgemm_kernels myelin_dgemm_avx2 = {
-    "dgemm_avx2_6x8", AVX2_MR, 8,
-    {NULL, dgemm_avx2_1x8, dgemm_avx2_2x8, dgemm_avx2_3x8, dgemm_avx2_4x8, dgemm_avx2_5x8,
-     dgemm_avx2_6x8}};
+    "dgemm_avx2_6x8", AVX2_MR, 8, AVX2_TABLE(dgemm_avx2, 8, ), AVX2_TABLE(dgemm_avx2, 8, _da)};

@@ -13,7 +13,8 @@
 
 /* mr is a compile-time constant in each wrapper: the loops over rows unroll and the accumulator
  * arrays live in registers. */
-ALWAYS_INLINE void sgemm_avx512_body(const int mr, int64_t k, const float *a, const float *b,
+ALWAYS_INLINE void sgemm_avx512_body(const int mr, const int direct, int64_t k, const float *a,
+                                     int64_t lda, const float *b,
                                      int64_t ldb, float *c, int64_t ldc, int64_t m, int64_t n,
                                      float beta)
 {
@@ -29,11 +30,11 @@ ALWAYS_INLINE void sgemm_avx512_body(const int mr, int64_t k, const float *a, co
         const __m512 b1 = _mm512_loadu_ps(b + 16);
 #pragma GCC unroll 16
         for (int i = 0; i < mr; i++) {
-            const __m512 ai = _mm512_set1_ps(a[i]);
+            const __m512 ai = _mm512_set1_ps(a[direct ? (i < m ? i : 0) * lda : i]);
             c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
             c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
         }
-        a += AVX512_MR;
+        a += direct ? 1 : AVX512_MR;
         b += ldb;
     }
     const __mmask16 k0 = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
@@ -54,7 +55,8 @@ ALWAYS_INLINE void sgemm_avx512_body(const int mr, int64_t k, const float *a, co
     }
 }
 
-ALWAYS_INLINE void dgemm_avx512_body(const int mr, int64_t k, const double *a, const double *b,
+ALWAYS_INLINE void dgemm_avx512_body(const int mr, const int direct, int64_t k, const double *a,
+                                     int64_t lda, const double *b,
                                      int64_t ldb, double *c, int64_t ldc, int64_t m, int64_t n,
                                      double beta)
 {
@@ -70,11 +72,11 @@ ALWAYS_INLINE void dgemm_avx512_body(const int mr, int64_t k, const double *a, c
         const __m512d b1 = _mm512_loadu_pd(b + 8);
 #pragma GCC unroll 16
         for (int i = 0; i < mr; i++) {
-            const __m512d ai = _mm512_set1_pd(a[i]);
+            const __m512d ai = _mm512_set1_pd(a[direct ? (i < m ? i : 0) * lda : i]);
             c0[i] = _mm512_fmadd_pd(ai, b0, c0[i]);
             c1[i] = _mm512_fmadd_pd(ai, b1, c1[i]);
         }
-        a += AVX512_MR;
+        a += direct ? 1 : AVX512_MR;
         b += ldb;
     }
     const __mmask8 k0 = n >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << n) - 1);
@@ -95,19 +97,32 @@ ALWAYS_INLINE void dgemm_avx512_body(const int mr, int64_t k, const double *a, c
     }
 }
 
-/* One wrapper per row count: sgemm_avx512_<rows>x32 / dgemm_avx512_<rows>x16. */
+/* One wrapper per row count and A layout: sgemm_avx512_<rows>x32 (packed A) and
+ * sgemm_avx512_<rows>x32_da (A read in place); dgemm_avx512_<rows>x16 likewise. */
 #define SGEMM_AVX512(ROWS)                                                                       \
     static void sgemm_avx512_##ROWS##x32(int64_t k, const float *a, const float *b, int64_t ldb, \
                                          float *c, int64_t ldc, int64_t m, int64_t n, float beta) \
     {                                                                                            \
-        sgemm_avx512_body(ROWS, k, a, b, ldb, c, ldc, m, n, beta);                               \
+        sgemm_avx512_body(ROWS, 0, k, a, 0, b, ldb, c, ldc, m, n, beta);                         \
+    }                                                                                            \
+    static void sgemm_avx512_##ROWS##x32_da(int64_t k, const float *a, int64_t lda,              \
+                                            const float *b, int64_t ldb, float *c, int64_t ldc,  \
+                                            int64_t m, int64_t n, float beta)                    \
+    {                                                                                            \
+        sgemm_avx512_body(ROWS, 1, k, a, lda, b, ldb, c, ldc, m, n, beta);                       \
     }
 #define DGEMM_AVX512(ROWS)                                                                       \
     static void dgemm_avx512_##ROWS##x16(int64_t k, const double *a, const double *b,            \
                                          int64_t ldb, double *c, int64_t ldc, int64_t m,         \
                                          int64_t n, double beta)                                 \
     {                                                                                            \
-        dgemm_avx512_body(ROWS, k, a, b, ldb, c, ldc, m, n, beta);                               \
+        dgemm_avx512_body(ROWS, 0, k, a, 0, b, ldb, c, ldc, m, n, beta);                         \
+    }                                                                                            \
+    static void dgemm_avx512_##ROWS##x16_da(int64_t k, const double *a, int64_t lda,             \
+                                            const double *b, int64_t ldb, double *c,             \
+                                            int64_t ldc, int64_t m, int64_t n, double beta)      \
+    {                                                                                            \
+        dgemm_avx512_body(ROWS, 1, k, a, lda, b, ldb, c, ldc, m, n, beta);                       \
     }
 
 SGEMM_AVX512(14) SGEMM_AVX512(12) SGEMM_AVX512(10) SGEMM_AVX512(8)
@@ -115,16 +130,16 @@ SGEMM_AVX512(6) SGEMM_AVX512(4) SGEMM_AVX512(2) SGEMM_AVX512(1)
 DGEMM_AVX512(14) DGEMM_AVX512(12) DGEMM_AVX512(10) DGEMM_AVX512(8)
 DGEMM_AVX512(6) DGEMM_AVX512(4) DGEMM_AVX512(2) DGEMM_AVX512(1)
 
+/* ukr[m] / uka[m]: the kernel with the fewest rows that covers m rows. */
+#define AVX512_TABLE(P, W, S)                                                                    \
+    {NULL, P##_1x##W##S, P##_2x##W##S, P##_4x##W##S, P##_4x##W##S, P##_6x##W##S, P##_6x##W##S,   \
+     P##_8x##W##S, P##_8x##W##S, P##_10x##W##S, P##_10x##W##S, P##_12x##W##S, P##_12x##W##S,     \
+     P##_14x##W##S, P##_14x##W##S}
+
 const struct myelin_sgemm_kernels myelin_sgemm_avx512 = {
-    "sgemm_avx512_14x32", AVX512_MR, 32,
-    {NULL, sgemm_avx512_1x32, sgemm_avx512_2x32, sgemm_avx512_4x32, sgemm_avx512_4x32,
-     sgemm_avx512_6x32, sgemm_avx512_6x32, sgemm_avx512_8x32, sgemm_avx512_8x32,
-     sgemm_avx512_10x32, sgemm_avx512_10x32, sgemm_avx512_12x32, sgemm_avx512_12x32,
-     sgemm_avx512_14x32, sgemm_avx512_14x32}};
+    "sgemm_avx512_14x32", AVX512_MR, 32, AVX512_TABLE(sgemm_avx512, 32, ),
+    AVX512_TABLE(sgemm_avx512, 32, _da)};
 
 const struct myelin_dgemm_kernels myelin_dgemm_avx512 = {
-    "dgemm_avx512_14x16", AVX512_MR, 16,
-    {NULL, dgemm_avx512_1x16, dgemm_avx512_2x16, dgemm_avx512_4x16, dgemm_avx512_4x16,
-     dgemm_avx512_6x16, dgemm_avx512_6x16, dgemm_avx512_8x16, dgemm_avx512_8x16,
-     dgemm_avx512_10x16, dgemm_avx512_10x16, dgemm_avx512_12x16, dgemm_avx512_12x16,
-     dgemm_avx512_14x16, dgemm_avx512_14x16}};
+    "dgemm_avx512_14x16", AVX512_MR, 16, AVX512_TABLE(dgemm_avx512, 16, ),
+    AVX512_TABLE(dgemm_avx512, 16, _da)};
