@@ -33,17 +33,28 @@ def _time_once(fn, inner: int) -> float:
     return (time.perf_counter() - t0) / inner
 
 
-def compare(fns: dict, min_time: float) -> dict:
-    """Median seconds per call of each function, timed in interleaved rounds."""
-    for fn in fns.values():  # warm up: first-touch pages, caches, thread pools
+def _run_for(fn, seconds: float) -> None:
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        fn()
+
+
+def compare(fns: dict, rounds: int, settle: float) -> dict:
+    """Median seconds per call of each function, timed in interleaved blocks.
+
+    Each timed block of about 20 ms follows `settle` seconds of untimed calls of the same
+    function: thread pools keep spinning for a while after their last call (OpenBLAS's for
+    about 0.1 s) and would steal a core from whichever library runs next, so without it a
+    block measures the previous library's threads more than its own.
+    """
+    for fn in fns.values():  # first touch of pages, thread pools started
         fn()
     probe = min(_time_once(fn, 1) for fn in fns.values())
     inner = max(1, int(0.02 / max(probe, 1e-7)))
-    rounds = max(5, int(min_time / max(probe * inner * len(fns), 1e-7)))
-    rounds = min(rounds, 41)
     samples = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
+            _run_for(fn, settle)
             samples[name].append(_time_once(fn, inner))
     return {name: statistics.median(ts) for name, ts in samples.items()}
 
@@ -210,7 +221,7 @@ def main(argv=None) -> int:
         f"numpy {np.__version__}, python {platform.python_version()}, "
         f"{os.cpu_count()} logical CPUs, {platform.machine()}"
     )
-    min_time = 0.3 if args.quick else 1.0
+    rounds, settle = (5, 0.15) if args.quick else (9, 0.25)
     header = (
         f"{'case':36s} {'dtype':8s} {'myelin':>10s} {'numpy':>10s} {'numpy/myelin':>12s} "
         f"{'myelin rate':>16s}"
@@ -220,7 +231,7 @@ def main(argv=None) -> int:
     results = []
     for make in QUICK if args.quick else FULL:
         name, dtype, fns, (unit, work) = make()
-        t = compare(fns, min_time)
+        t = compare(fns, rounds, settle)
         ratio = t["numpy"] / t["myelin"]
         rate = work / t["myelin"] / 1e9
         extra = ""
