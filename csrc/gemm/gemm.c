@@ -13,10 +13,14 @@
  *
  * Block sizes, from this CPU's caches (Zen 4: 32 KiB L1d, 1 MiB L2 per core, 32 MiB L3 shared):
  *   kc: the A micro-panel is reused against every B micro-panel of the block, so it should stay
- *       in L1 beside the B panel streaming through: kc*esz = 1 KiB per row (kc = 256 float32,
- *       128 float64), 14 KiB for the 14-row AVX-512 panel, under half of L1.
+ *       in L1 beside the B panel streaming through: kc = 256, so 1 KiB per float32 row (a 14 KiB
+ *       panel for the 14-row AVX-512 kernel, under half of L1) and 2 KiB per float64 row (28 KiB).
+ *       float64 keeps the same kc rather than the same bytes: its micro-kernel does half the
+ *       multiply-adds per C tile load/store, and halving kc to 128 cost about 5-15% at
+ *       1024-2048 (measured: 76-92 -> 97 GFLOP/s at 1024, 93 -> 95-99 at 2048, 2 threads).
  *   nc: the B block is reread once per A micro-panel, so it should stay in L2: kc*nc*esz =
- *       512 KiB (nc = 512), half of L2; the other half holds the A rows and C lines in flight.
+ *       512 KiB for float32 (nc = 512), half of L2; the other half holds the A rows and C lines
+ *       in flight (1 MiB for float64, which still measured faster than a smaller kc).
  *   mc: A micro-panels are packed just before use, so the A block needs no cache of its own;
  *       mc only sets how often a B block is repacked (once per tile): up to 960 rows (about 1%
  *       of the multiply-adds), then cut so the tiles share out evenly between the threads.
@@ -44,8 +48,8 @@
 
 /* Blocking and threading constants (reasoning above); -D on the command line overrides them for
  * tuning experiments. */
-#ifndef GEMM_KC_BYTES
-#define GEMM_KC_BYTES 1024           /* bytes of one packed A row within a K block */
+#ifndef GEMM_KC
+#define GEMM_KC 256                  /* elements of one packed A row within a K block */
 #endif
 #ifndef GEMM_NC
 #define GEMM_NC 512                  /* columns of a B block */
@@ -119,7 +123,7 @@ static void gemm_make_plan(struct gemm_plan *pl, int64_t M, int64_t N, int64_t K
                            size_t esz, int nt, int has_uka, int64_t rsa, int64_t csa,
                            int64_t rsb, int64_t csb)
 {
-    const int64_t kc_max = GEMM_KC_BYTES / (int64_t)esz;
+    const int64_t kc_max = GEMM_KC;
     pl->kc = K > 0 ? ceil_div(K, ceil_div(K, kc_max)) : 1;
     pl->direct_b = csb == 1 && M <= GEMM_DIRECT_B_MAX_M;
     /* A rows in place: small problems only (a packed panel is reused by every B micro-panel of
@@ -310,7 +314,7 @@ DEFINE_PANEL_COPY(double, f64)
                            const struct gemm_plan *pl, int64_t t, T *bbuf)                       \
     {                                                                                            \
         /* the A micro-panel being used, packed just before its row of micro-kernels: L1 */      \
-        _Alignas(64) T apanel[MYELIN_GEMM_MAX_MR * (GEMM_KC_BYTES / sizeof(T))];                 \
+        _Alignas(64) T apanel[MYELIN_GEMM_MAX_MR * GEMM_KC];                                     \
         const T *A = (const T *)g->A, *B = (const T *)g->B, *bias = (const T *)g->bias;          \
         T *C = (T *)g->C;                                                                        \
         const int64_t MR = kt->mr, NR = kt->nr, K = g->K, ldc = g->ldc;                          \
