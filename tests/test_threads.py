@@ -100,3 +100,27 @@ def test_show_config(capsys, threads):
     ), out
     if not _config.has_openmp():
         assert "serial" in out, out
+
+
+def test_python_threads_calling_at_once_match_serial(rng):
+    """The kernels release the GIL and keep no shared mutable state: ops called from several
+    Python threads at once give the results of serial calls."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def work(seed):
+        r = np.random.default_rng(seed)
+        a = r.standard_normal((257, 300)).astype(np.float32)
+        w = r.standard_normal((130, 300)).astype(np.float32)
+        y = ops.linear(a, w, None, "tanh")
+        loss, grad = ops.softmax_cross_entropy(y, r.integers(0, 130, 257))
+        p, m, v = (np.ones(5000, np.float32) for _ in range(3))
+        ops.adam_step(p, np.full(5000, 0.5, np.float32), m, v, step=1)
+        batched = ops.matmul(r.standard_normal((40, 33, 20)), r.standard_normal((40, 20, 17)))
+        return y, loss, grad, p, batched
+
+    seeds = list(range(8))
+    serial = [work(s) for s in seeds]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        concurrent = list(pool.map(work, seeds))
+    for s, c in zip(serial, concurrent, strict=True):
+        assert _same_bits(s, c)

@@ -350,7 +350,7 @@ def linear_backward(grad_y, x, weight, y, activation=None, *, negative_slope=0.0
 # ---------------------------------------------------------------- activations
 
 
-def _unary(x, out, act: int, slope: float, op: str) -> np.ndarray:
+def _unary(x, out, act: int, slope: float) -> np.ndarray:
     x = _as_float(x, "x")
     if out is None:
         return _kernels.act_forward(np.empty(x.shape, x.dtype), _contig(x), act, slope)
@@ -383,7 +383,7 @@ def _unary_backward(grad_y, y, out, act: int, slope: float, op: str) -> np.ndarr
 
 def relu(x, *, out=None) -> np.ndarray:
     """``max(x, 0)`` element-wise; NaN stays NaN. Same shape and dtype as ``x``."""
-    return _unary(x, out, _kernels.ACT_RELU, 0.0, "relu")
+    return _unary(x, out, _kernels.ACT_RELU, 0.0)
 
 
 def relu_backward(grad_y, y, *, out=None) -> np.ndarray:
@@ -393,7 +393,7 @@ def relu_backward(grad_y, y, *, out=None) -> np.ndarray:
 
 def leaky_relu(x, negative_slope=0.01, *, out=None) -> np.ndarray:
     """``x`` where positive, ``negative_slope * x`` elsewhere (PyTorch's default slope 0.01)."""
-    return _unary(x, out, _kernels.ACT_LEAKY_RELU, _slope(negative_slope), "leaky_relu")
+    return _unary(x, out, _kernels.ACT_LEAKY_RELU, _slope(negative_slope))
 
 
 def leaky_relu_backward(grad_y, y, negative_slope=0.01, *, out=None) -> np.ndarray:
@@ -405,7 +405,7 @@ def leaky_relu_backward(grad_y, y, negative_slope=0.01, *, out=None) -> np.ndarr
 
 def sigmoid(x, *, out=None) -> np.ndarray:
     """``1 / (1 + exp(-x))`` element-wise, saturating cleanly for large ``|x|``."""
-    return _unary(x, out, _kernels.ACT_SIGMOID, 0.0, "sigmoid")
+    return _unary(x, out, _kernels.ACT_SIGMOID, 0.0)
 
 
 def sigmoid_backward(grad_y, y, *, out=None) -> np.ndarray:
@@ -415,7 +415,7 @@ def sigmoid_backward(grad_y, y, *, out=None) -> np.ndarray:
 
 def tanh(x, *, out=None) -> np.ndarray:
     """Hyperbolic tangent element-wise."""
-    return _unary(x, out, _kernels.ACT_TANH, 0.0, "tanh")
+    return _unary(x, out, _kernels.ACT_TANH, 0.0)
 
 
 def tanh_backward(grad_y, y, *, out=None) -> np.ndarray:
