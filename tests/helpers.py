@@ -60,8 +60,9 @@ def _linear_scale(args, kw, want):
     return math.sqrt(w.shape[1] + 1) * z + np.abs(want)
 
 
-def _deriv_bound(activation, grad_y, y, slope):
-    """|grad_y| times a bound on the terms of the activation's derivative."""
+def _deriv_bound(activation, grad_y, y):
+    """|grad_y| times a bound on the terms of the activation's derivative (relu and leaky_relu,
+    whose slopes are at most 1 here, scale by at most 1)."""
     g = np.abs(grad_y)
     if activation == "sigmoid":
         return g * np.abs(y) * (1 + np.abs(y))
@@ -73,7 +74,7 @@ def _deriv_bound(activation, grad_y, y, slope):
 def _linear_backward_scale(args, kw, want):
     grad_y, x, w, y = args[:4]
     activation = args[4] if len(args) > 4 else kw.get("activation")
-    gz = _deriv_bound(activation, grad_y, y, kw.get("negative_slope", 0.01))
+    gz = _deriv_bound(activation, grad_y, y)
     out_f, in_f = w.shape
     rows = math.prod(x.shape[:-1])
     gz2, x2 = gz.reshape(rows, out_f), np.abs(x).reshape(rows, in_f)
@@ -87,7 +88,7 @@ def _linear_backward_scale(args, kw, want):
 def _elementwise_backward(activation):
     def scale(args, kw, want):
         grad_y, y = args[:2]
-        return _deriv_bound(activation, grad_y, y, None) + np.abs(want)
+        return _deriv_bound(activation, grad_y, y) + np.abs(want)
 
     return scale
 
