@@ -95,6 +95,8 @@ def _contig(a: np.ndarray) -> np.ndarray:
 
 def _rows(a: np.ndarray, cols: int) -> np.ndarray:
     """``a`` (..., cols) as a 2-D (rows, cols) array (a view when the layout allows)."""
+    if a.ndim == 2:
+        return a
     return a.reshape(math.prod(a.shape[:-1]), cols)
 
 
@@ -271,7 +273,7 @@ def linear(x, weight, bias=None, activation=None, *, negative_slope=0.01, out=No
         if bias.shape != (n_out,):
             raise ValueError(f"linear: bias has shape {bias.shape}; expected ({n_out},)")
     shape = x.shape[:-1] + (n_out,)
-    x2 = _rows(x, n_in) if x.ndim != 2 else x
+    x2 = _rows(x, n_in)
     if not x2.flags.aligned:
         x2 = np.ascontiguousarray(x2)
     w_t = (weight if weight.flags.aligned else np.ascontiguousarray(weight)).T
