@@ -18,9 +18,13 @@
  *       float64 keeps the same kc rather than the same bytes: its micro-kernel does half the
  *       multiply-adds per C tile load/store, and halving kc to 128 cost about 5-15% at
  *       1024-2048 (measured: 76-92 -> 97 GFLOP/s at 1024, 93 -> 95-99 at 2048, 2 threads).
- *   nc: the B block is reread once per A micro-panel, so it should stay in L2: kc*nc*esz =
- *       512 KiB for float32 (nc = 512), half of L2; the other half holds the A rows and C lines
- *       in flight (1 MiB for float64, which still measured faster than a smaller kc).
+ *   nc: the B block is reread once per A micro-panel: kc*nc*esz = 1 MiB at most (nc = 1024 for
+ *       float32, 512 for float64), the size of L2. Half of L2 (nc = 512) was the textbook
+ *       choice, but it cut the MLP products into several tiles per thread, each repacking its A
+ *       rows (and B columns) again; wider tiles measured faster (2 threads, against nc = 512):
+ *       g.T @ x at 512x128x784 (10 tiles of 256x160 -> 2 of 256x800) 115-160 -> 180-195
+ *       GFLOP/s, 2048x256x2048 (A transposed) +5-10%, x @ w.T at 256x2048x2048 +5-10%;
+ *       square 512-2048 unchanged within noise. nc = 512 when B is read in place (below).
  *   mc: A micro-panels are packed just before use, so the A block needs no cache of its own;
  *       mc only sets how often a B block is repacked (once per tile): up to 960 rows (about 1%
  *       of the multiply-adds), then cut so the tiles share out evenly between the threads.
@@ -52,7 +56,7 @@
 #define GEMM_KC 256                  /* elements of one packed A row within a K block */
 #endif
 #ifndef GEMM_NC
-#define GEMM_NC 512                  /* columns of a B block */
+#define GEMM_NC 1024                 /* columns of a float32 B block (float64: half as many) */
 #endif
 #ifndef GEMM_MC
 #define GEMM_MC 960                  /* rows of a macro-tile before load balancing */
@@ -137,7 +141,11 @@ static void gemm_make_plan(struct gemm_plan *pl, int64_t M, int64_t N, int64_t K
     const double cost_a = pl->direct_a ? 0.0 : pack_cost(rsa, csa);
     const double cost_b = pl->direct_b ? 0.0 : pack_cost(csb, rsb);
 
-    const int64_t mt0 = ceil_div(M, GEMM_MC), ntn0 = ceil_div(N, GEMM_NC);
+    /* packed B: the same bytes for both dtypes. B read in place: 512 columns of either dtype,
+     * as before, since a wider tile then saves no repacking, and g @ w at 128x512x784 measured
+     * 4-6% slower with 2 tiles of 64x800 than with 10 of 64x160 (whose B columns stay in L2) */
+    const int64_t nc_max = pl->direct_b ? GEMM_NC / 2 : GEMM_NC * 4 / (int64_t)esz;
+    const int64_t mt0 = ceil_div(M, GEMM_MC), ntn0 = ceil_div(N, nc_max);
     const int64_t mt_max = ceil_div(M, mr), ntn_max = ceil_div(N, nr);
     double best = -1;
     for (int64_t mt = mt0; mt <= min64(mt_max, mt0 + 2 * nt); mt++) {
