@@ -9,7 +9,38 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from myelin import _config, ops, reference  # noqa: E402
+from myelin._autograd import enable_grad, is_grad_enabled, no_grad  # noqa: E402
 from myelin._config import get_num_threads, set_num_threads  # noqa: E402
+from myelin._random import Generator, manual_seed  # noqa: E402
+from myelin.tensor import (  # noqa: E402
+    Tensor,
+    arange,
+    as_tensor,
+    bool_,
+    cat,
+    float32,
+    float64,
+    from_numpy,
+    full,
+    int32,
+    int64,
+    long,
+    matmul,
+    ones,
+    ones_like,
+    rand,
+    randint,
+    randn,
+    randperm,
+    stack,
+    tensor,
+    where,
+    zeros,
+    zeros_like,
+)
+
+from myelin import nn, optim, data, utils, callbacks  # noqa: E402, I001
+from myelin.serialization import load, load_model, save  # noqa: E402
 
 
 def show_config() -> None:
@@ -24,4 +55,48 @@ def show_config() -> None:
     print(f"  threads:       {get_num_threads()}")
 
 
-__all__ = ["__version__", "get_num_threads", "ops", "reference", "set_num_threads", "show_config"]
+__all__ = [
+    "Generator",
+    "Tensor",
+    "__version__",
+    "arange",
+    "callbacks",
+    "data",
+    "load",
+    "load_model",
+    "optim",
+    "save",
+    "utils",
+    "as_tensor",
+    "bool_",
+    "cat",
+    "enable_grad",
+    "float32",
+    "float64",
+    "from_numpy",
+    "full",
+    "get_num_threads",
+    "int32",
+    "int64",
+    "is_grad_enabled",
+    "long",
+    "manual_seed",
+    "matmul",
+    "nn",
+    "no_grad",
+    "ones",
+    "ones_like",
+    "ops",
+    "rand",
+    "randint",
+    "randn",
+    "randperm",
+    "reference",
+    "set_num_threads",
+    "show_config",
+    "stack",
+    "tensor",
+    "where",
+    "zeros",
+    "zeros_like",
+]

@@ -294,7 +294,9 @@ def linear(x, weight, bias=None, activation=None, *, negative_slope=0.01, out=No
     return res
 
 
-def linear_backward(grad_y, x, weight, y, activation=None, *, negative_slope=0.01):
+def linear_backward(
+    grad_y, x, weight, y, activation=None, *, negative_slope=0.01, need_grad_x=True
+):
     """Gradients of :func:`linear`.
 
     Parameters
@@ -304,6 +306,9 @@ def linear_backward(grad_y, x, weight, y, activation=None, *, negative_slope=0.0
     weight : array_like ``(out_features, in_features)``.
     y : array_like ``(..., out_features)``, the forward output; used for the activation's
         derivative and may be None when ``activation`` is None.
+    need_grad_x : bool
+        False skips the ``grad_x`` GEMM (a first layer, whose input needs no gradient) and
+        returns None in its place.
 
     Returns
     -------
@@ -339,14 +344,17 @@ def linear_backward(grad_y, x, weight, y, activation=None, *, negative_slope=0.0
             raise ValueError(f"linear_backward: y has shape {y.shape}; expected {expected}")
         g = _kernels.act_backward(np.empty_like(g), g, _rows(_contig(y), n_out), act, slope)
     x2 = _rows(_contig(x), n_in)
-    w = _contig(weight)
-    grad_x = np.empty(x2.shape, x.dtype)
-    _kernels.gemm(grad_x, g, w)
+    grad_x = None
+    if need_grad_x:
+        grad_x = np.empty(x2.shape, x.dtype)
+        _kernels.gemm(grad_x, g, _contig(weight))
     grad_w = np.empty((n_out, n_in), x.dtype)
     _kernels.gemm(grad_w, g.T, x2)
     grad_b = np.empty(n_out, x.dtype)
     _kernels.colsum(grad_b, g, g.shape[0], n_out)
-    return grad_x.reshape(x.shape), grad_w, grad_b
+    if grad_x is not None:
+        grad_x = grad_x.reshape(x.shape)
+    return grad_x, grad_w, grad_b
 
 
 # ---------------------------------------------------------------- activations

@@ -73,15 +73,18 @@ def linear(x, weight, bias=None, activation=None, *, negative_slope=0.01, out=No
     return _store(_activate(z, activation, negative_slope), out)
 
 
-def linear_backward(grad_y, x, weight, y, activation=None, *, negative_slope=0.01):
-    """(grad_x, grad_weight, grad_bias) of `linear`, given the upstream grad_y and its output y."""
+def linear_backward(
+    grad_y, x, weight, y, activation=None, *, negative_slope=0.01, need_grad_x=True
+):
+    """(grad_x, grad_weight, grad_bias) of `linear`, given the upstream grad_y and its output y;
+    grad_x is None when ``need_grad_x`` is False."""
     grad_y, x, weight = _float(grad_y), _float(x), _float(weight)
     gz = _activate_backward(grad_y, None if y is None else _float(y), activation, negative_slope)
     out_features, in_features = weight.shape
     rows = int(np.prod(x.shape[:-1]))
     gz2 = gz.reshape(rows, out_features)
     x2 = x.reshape(rows, in_features)
-    grad_x = np.matmul(gz, weight)
+    grad_x = np.matmul(gz, weight) if need_grad_x else None
     grad_weight = np.matmul(gz2.T, x2)
     grad_bias = gz2.sum(axis=0)
     return grad_x, grad_weight, grad_bias

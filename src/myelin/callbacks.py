@@ -1,0 +1,1 @@
+"""Keras-style callbacks for ``fit``."""

@@ -1,0 +1,1 @@
+"""``myelin.data`` (also ``myelin.utils.data``): datasets and the DataLoader."""

@@ -1,0 +1,303 @@
+"""Differentiable neural-network functions on the C kernels (``torch.nn.functional``).
+
+Every function takes Tensors, ndarrays or nested lists and returns a Tensor; each records one
+graph node whose backward is one (or two) kernel calls of :mod:`myelin.ops`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from myelin import _random, ops
+from myelin.tensor import Tensor, _make, as_tensor
+
+__all__ = [
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "cross_entropy",
+    "dropout",
+    "leaky_relu",
+    "linear",
+    "log_softmax",
+    "mse_loss",
+    "nll_loss",
+    "relu",
+    "sigmoid",
+    "softmax",
+    "tanh",
+]
+
+ACTIVATIONS = (None, "relu", "leaky_relu", "sigmoid", "tanh")
+
+
+def _float_input(x, name: str, like: Tensor | None = None) -> Tensor:
+    """``x`` as a float Tensor; a non-Tensor input takes ``like``'s dtype (float32 default)."""
+    if isinstance(x, Tensor):
+        if x._data.dtype.kind != "f":
+            raise TypeError(
+                f"{name} has dtype {x._data.dtype}; expected a floating-point tensor "
+                f"(convert with .float())"
+            )
+        return x
+    dtype = like._data.dtype if like is not None else None
+    t = as_tensor(x)
+    if t._data.dtype.kind in "biu" or dtype is not None and t._data.dtype != dtype:
+        t = Tensor(t._data.astype(dtype or np.float32))
+    if t._data.dtype.kind != "f":
+        raise TypeError(f"{name} has dtype {t._data.dtype}; expected floating-point numbers")
+    return t
+
+
+# ---------------------------------------------------------------- linear
+
+
+def linear(input, weight, bias=None, activation=None, *, negative_slope: float = 0.01) -> Tensor:
+    """``activation(input @ weight.T + bias)`` fused in one GEMM (``torch.nn.functional.linear``
+    plus an optional activation).
+
+    Parameters
+    ----------
+    input : ``(..., in_features)``
+    weight : ``(out_features, in_features)``
+    bias : ``(out_features,)`` or None
+    activation : None, "relu", "leaky_relu", "sigmoid" or "tanh"
+    """
+    weight = _float_input(weight, "weight")
+    x = _float_input(input, "input", like=weight)
+    b = None if bias is None else _float_input(bias, "bias", like=weight)
+    y = ops.linear(
+        x._data,
+        weight._data,
+        None if b is None else b._data,
+        activation,
+        negative_slope=negative_slope,
+    )
+
+    def backward(g):
+        gx, gw, gb = ops.linear_backward(
+            g,
+            x._data,
+            weight._data,
+            y,
+            activation,
+            negative_slope=negative_slope,
+            need_grad_x=x.requires_grad,
+        )
+        return gx, gw, gb
+
+    return _make(y, (x, weight, b), backward)
+
+
+# ---------------------------------------------------------------- activations
+
+
+def _activation(x, forward, backward, name: str) -> Tensor:
+    x = _float_input(x, "input")
+    y = forward(x._data)
+    return _make(y, (x,), lambda g: (backward(g, y),))
+
+
+def relu(input) -> Tensor:
+    """``max(input, 0)``; NaN propagates."""
+    return _activation(input, ops.relu, ops.relu_backward, "relu")
+
+
+def leaky_relu(input, negative_slope: float = 0.01) -> Tensor:
+    """``input`` where positive, ``negative_slope * input`` elsewhere."""
+    return _activation(
+        input,
+        lambda x: ops.leaky_relu(x, negative_slope),
+        lambda g, y: ops.leaky_relu_backward(g, y, negative_slope),
+        "leaky_relu",
+    )
+
+
+def sigmoid(input) -> Tensor:
+    """``1 / (1 + exp(-input))``."""
+    return _activation(input, ops.sigmoid, ops.sigmoid_backward, "sigmoid")
+
+
+def tanh(input) -> Tensor:
+    return _activation(input, ops.tanh, ops.tanh_backward, "tanh")
+
+
+def softmax(input, dim: int = -1) -> Tensor:
+    """``exp(x) / sum(exp(x))`` along ``dim``."""
+    x = _float_input(input, "input")
+    y = ops.softmax(x._data, axis=dim)
+    return _make(y, (x,), lambda g: (ops.softmax_backward(g, y, axis=dim),))
+
+
+def log_softmax(input, dim: int = -1) -> Tensor:
+    """``log(softmax(x))`` computed stably along ``dim``."""
+    x = _float_input(input, "input")
+    y = ops.log_softmax(x._data, axis=dim)
+    return _make(y, (x,), lambda g: (ops.log_softmax_backward(g, y, axis=dim),))
+
+
+def dropout(input, p: float = 0.5, training: bool = True, generator=None) -> Tensor:
+    """Inverted dropout: zero each element with probability ``p`` and scale the rest by
+    ``1 / (1 - p)``; the identity when ``training`` is False or ``p`` is 0."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability p must be in [0, 1], got {p}")
+    x = _float_input(input, "input")
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:
+        mask = np.zeros(x.shape, x.dtype)
+    else:
+        rng = _random.get_rng(generator)
+        keep = rng.random(x.shape, dtype=np.float32) >= np.float32(p)
+        mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - p))
+    return _make(x._data * mask, (x,), lambda g: (g * mask,))
+
+
+# ---------------------------------------------------------------- losses
+
+
+def _reduce_grad(g, grad: np.ndarray, reduction: str) -> np.ndarray:
+    """Chain the upstream gradient of a loss into the kernel's d(loss)/d(input)."""
+    if reduction == "none":
+        return grad * np.expand_dims(g, tuple(range(g.ndim, grad.ndim)))
+    return grad * g
+
+
+def _labels(target) -> np.ndarray:
+    t = target._data if isinstance(target, Tensor) else np.asarray(target)
+    if t.dtype.kind == "f" and t.size and np.all(np.isfinite(t)) and np.all(t == np.round(t)):
+        raise ValueError(
+            f"target has dtype {t.dtype} but holds class indices; cross_entropy expects integer "
+            f"labels (convert with .long()), or class probabilities of the logits' shape"
+        )
+    return t
+
+
+def cross_entropy(
+    input,
+    target,
+    weight=None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> Tensor:
+    """Softmax cross-entropy on logits, fused in one kernel (``torch.nn.functional.cross_entropy``).
+
+    Parameters
+    ----------
+    input : ``(N, C)`` logits (unnormalised scores), float
+    target : ``(N,)`` integer class indices in [0, C), or ``(N, C)`` class probabilities
+    ignore_index : rows whose label equals it add nothing (PyTorch's default -100)
+    reduction : "mean", "sum" or "none"
+    label_smoothing : float in [0, 1]
+    """
+    if weight is not None:
+        raise NotImplementedError("cross_entropy: per-class weight is not supported")
+    x = _float_input(input, "input")
+    t = target._data if isinstance(target, Tensor) else np.asarray(target)
+    if t.dtype.kind == "f" and t.shape == x.shape and t.ndim == 2:
+        return _soft_cross_entropy(x, t.astype(x.dtype, copy=False), reduction, label_smoothing)
+    if x.ndim == 1:
+        x2 = x.reshape(1, -1)
+        return cross_entropy(x2, np.reshape(t, (1,)), None, ignore_index, reduction,
+                             label_smoothing).reshape(() if reduction != "none" else (1,))
+    loss, grad = ops.softmax_cross_entropy(
+        x._data,
+        _labels(target),
+        reduction=reduction,
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
+    )
+    loss = np.asarray(loss)
+    return _make(loss, (x,), lambda g: (_reduce_grad(g, grad, reduction),))
+
+
+def _soft_cross_entropy(x: Tensor, probs: np.ndarray, reduction: str, smoothing: float) -> Tensor:
+    """Cross-entropy against class probabilities (Keras' categorical_crossentropy)."""
+    if smoothing:
+        probs = probs * (1.0 - smoothing) + smoothing / probs.shape[1]
+    logp = ops.log_softmax(x._data, axis=1)
+    per = -(probs * logp).sum(axis=1)
+    n = per.shape[0]
+    # d(per_i)/d(x_i) = softmax(x_i) * sum(p_i) - p_i
+    grad = np.exp(logp) * probs.sum(axis=1, keepdims=True) - probs
+    if reduction == "none":
+        return _make(per, (x,), lambda g: (grad * g[:, None],))
+    if reduction == "sum":
+        return _make(np.asarray(per.sum()), (x,), lambda g: (grad * g,))
+    if reduction != "mean":
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    return _make(np.asarray(per.mean() if n else np.nan), (x,), lambda g: (grad * (g / max(n, 1)),))
+
+
+def nll_loss(input, target, ignore_index: int = -100, reduction: str = "mean") -> Tensor:
+    """Negative log-likelihood of log-probabilities ``input`` (N, C) at integer ``target``."""
+    x = _float_input(input, "input")
+    lab = np.asarray(_labels(target))
+    n, c = x.shape
+    valid = lab != ignore_index
+    if np.any((lab[valid] < 0) | (lab[valid] >= c)):
+        bad = int(np.flatnonzero(valid & ((lab < 0) | (lab >= c)))[0])
+        raise ValueError(f"target[{bad}] = {lab[bad]} is not a class index in [0, {c})")
+    rows = np.flatnonzero(valid)
+    per = np.zeros(n, x.dtype)
+    per[rows] = -x._data[rows, lab[rows]]
+    count = rows.size
+
+    def backward(g):
+        full = np.zeros(x.shape, x.dtype)
+        if reduction == "none":
+            full[rows, lab[rows]] = -g[rows]
+        else:
+            scale = g / count if reduction == "mean" and count else g
+            full[rows, lab[rows]] = -scale
+        return (full,)
+
+    if reduction == "none":
+        out = per
+    elif reduction == "sum":
+        out = np.asarray(per.sum())
+    else:
+        out = np.asarray(per.sum() / count if count else np.nan, dtype=x.dtype)
+    return _make(out, (x,), backward)
+
+
+def binary_cross_entropy_with_logits(input, target, reduction: str = "mean") -> Tensor:
+    """Sigmoid + binary cross-entropy on logits, numerically stable (PyTorch's
+    ``binary_cross_entropy_with_logits``); ``input`` and ``target`` have one shape."""
+    x = _float_input(input, "input")
+    t = _float_input(target, "target", like=x)
+    loss, grad = ops.binary_cross_entropy_with_logits(x._data, t._data, reduction=reduction)
+    return _make(np.asarray(loss), (x,), lambda g: (_reduce_grad(g, grad, reduction),))
+
+
+def binary_cross_entropy(input, target, reduction: str = "mean") -> Tensor:
+    """Binary cross-entropy of probabilities ``input`` in [0, 1] (``torch.nn.BCELoss``); the log
+    is clamped at -100 as PyTorch does. Prefer :func:`binary_cross_entropy_with_logits`."""
+    x = _float_input(input, "input")
+    t = _float_input(target, "target", like=x)
+    p, y = x._data, t._data
+    if p.shape != y.shape:
+        raise ValueError(f"input has shape {p.shape} but target has shape {y.shape}")
+    if p.size and (np.nanmin(p) < 0 or np.nanmax(p) > 1):
+        raise ValueError("binary_cross_entropy: input must hold probabilities in [0, 1]")
+    with np.errstate(divide="ignore"):
+        logp = np.maximum(np.log(p), -100)
+        log1mp = np.maximum(np.log1p(-p), -100)
+    per = -(y * logp + (1 - y) * log1mp)
+    grad = (p - y) / np.maximum((1 - p) * p, 1e-12)
+    if reduction == "none":
+        return _make(per, (x,), lambda g: (grad * g,))
+    if reduction == "sum":
+        return _make(np.asarray(per.sum()), (x,), lambda g: (grad * g,))
+    if reduction != "mean":
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    n = max(per.size, 1)
+    return _make(np.asarray(per.mean()), (x,), lambda g: (grad * (g / n),))
+
+
+def mse_loss(input, target, reduction: str = "mean") -> Tensor:
+    """Mean squared error ``(input - target)**2`` (``torch.nn.functional.mse_loss``)."""
+    x = _float_input(input, "input")
+    t = _float_input(target, "target", like=x)
+    loss, grad = ops.mse_loss(x._data, t._data, reduction=reduction)
+    return _make(np.asarray(loss), (x,), lambda g: (_reduce_grad(g, grad, reduction),))

@@ -1,0 +1,318 @@
+"""Layers: ``Linear`` (with an optional fused activation), activations, ``Dropout``, ``Flatten``,
+``Identity``, ``Sequential`` (after ``torch.nn``)."""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections import OrderedDict
+
+import numpy as np
+
+from myelin.nn import functional as F
+from myelin.nn import init
+from myelin.nn.module import Module, Parameter
+from myelin.tensor import Tensor, _float_dtype
+
+__all__ = [
+    "Dropout",
+    "Flatten",
+    "Identity",
+    "LeakyReLU",
+    "Linear",
+    "LogSoftmax",
+    "ReLU",
+    "Sequential",
+    "Sigmoid",
+    "Softmax",
+    "Tanh",
+]
+
+
+def _positive_int(value, name: str, owner: str) -> int:
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{owner}: {name} must be an int, got {type(value).__name__}") from None
+    if v <= 0:
+        raise ValueError(f"{owner}: {name} must be positive, got {v}")
+    return v
+
+
+class Linear(Module):
+    """``y = activation(x @ weight.T + bias)`` (``torch.nn.Linear``), one fused GEMM.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+    bias : bool
+    activation : None, "relu", "leaky_relu", "sigmoid" or "tanh"
+        Applied inside the GEMM's epilogue (myelin's addition; PyTorch has none).
+    negative_slope : float
+        The slope of "leaky_relu".
+    dtype : float32 (default) or float64
+
+    ``weight`` is ``(out_features, in_features)`` and both it and ``bias`` start as PyTorch's:
+    U(-1/sqrt(in_features), 1/sqrt(in_features)). Input ``(..., in_features)``, output
+    ``(..., out_features)``.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        activation: str | None = None,
+        *,
+        negative_slope: float = 0.01,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        self.in_features = _positive_int(in_features, "in_features", "Linear")
+        self.out_features = _positive_int(out_features, "out_features", "Linear")
+        if activation not in F.ACTIVATIONS:
+            raise ValueError(
+                f"Linear: activation must be one of {list(F.ACTIVATIONS)}, got {activation!r}"
+            )
+        self.activation = activation
+        self.negative_slope = float(negative_slope)
+        dt = _float_dtype(dtype)
+        self.weight = Parameter(np.empty((self.out_features, self.in_features), dt))
+        self.bias = Parameter(np.empty(self.out_features, dt)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """PyTorch's default: kaiming_uniform_(a=sqrt(5)) for the weight, U(+-1/sqrt(fan_in))
+        for the bias."""
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1.0 / math.sqrt(self.in_features)
+            init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x, activation=None, negative_slope=None) -> Tensor:
+        xt = x if isinstance(x, Tensor) else F._float_input(x, "input", like=self.weight)
+        if xt.ndim == 0 or xt.shape[-1] != self.in_features:
+            raise ValueError(
+                f"{self._signature()} got input of shape {tuple(xt.shape)}; expected "
+                f"(..., {self.in_features})"
+            )
+        return F.linear(
+            xt,
+            self.weight,
+            self.bias,
+            self.activation if activation is None else activation,
+            negative_slope=self.negative_slope if negative_slope is None else negative_slope,
+        )
+
+    def _signature(self) -> str:
+        return f"Linear({self.in_features}, {self.out_features})"
+
+    def get_config(self) -> dict:
+        return {
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "bias": self.bias is not None,
+            "activation": self.activation,
+            "negative_slope": self.negative_slope,
+        }
+
+    def extra_repr(self) -> str:
+        s = (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias is not None}"
+        )
+        if self.activation is not None:
+            s += f", activation={self.activation!r}"
+        return s
+
+
+class _Activation(Module):
+    """A parameter-free elementwise module; ``fused_name`` lets Sequential fuse it into a
+    preceding Linear."""
+
+    fused_name: str | None = None
+
+    def get_config(self) -> dict:
+        return {}
+
+
+class ReLU(_Activation):
+    """``max(x, 0)`` elementwise (``torch.nn.ReLU``)."""
+
+    fused_name = "relu"
+
+    def forward(self, x) -> Tensor:
+        return F.relu(x)
+
+
+class LeakyReLU(_Activation):
+    """``x`` for x > 0, ``negative_slope * x`` otherwise (``torch.nn.LeakyReLU``)."""
+
+    fused_name = "leaky_relu"
+
+    def __init__(self, negative_slope: float = 0.01) -> None:
+        super().__init__()
+        if not float(negative_slope) >= 0:
+            raise ValueError(f"LeakyReLU: negative_slope must be >= 0, got {negative_slope}")
+        self.negative_slope = float(negative_slope)
+
+    def forward(self, x) -> Tensor:
+        return F.leaky_relu(x, self.negative_slope)
+
+    def get_config(self) -> dict:
+        return {"negative_slope": self.negative_slope}
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}"
+
+
+class Sigmoid(_Activation):
+    """``1 / (1 + exp(-x))`` elementwise (``torch.nn.Sigmoid``)."""
+
+    fused_name = "sigmoid"
+
+    def forward(self, x) -> Tensor:
+        return F.sigmoid(x)
+
+
+class Tanh(_Activation):
+    """``tanh(x)`` elementwise (``torch.nn.Tanh``)."""
+
+    fused_name = "tanh"
+
+    def forward(self, x) -> Tensor:
+        return F.tanh(x)
+
+
+class Softmax(_Activation):
+    """Softmax along ``dim`` (``torch.nn.Softmax``); outputs are probabilities."""
+
+    def __init__(self, dim: int = -1) -> None:
+        super().__init__()
+        self.dim = -1 if dim is None else operator.index(dim)
+
+    def forward(self, x) -> Tensor:
+        return F.softmax(x, self.dim)
+
+    def get_config(self) -> dict:
+        return {"dim": self.dim}
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class LogSoftmax(Softmax):
+    """``log(softmax(x))`` along ``dim`` (``torch.nn.LogSoftmax``)."""
+
+    def forward(self, x) -> Tensor:
+        return F.log_softmax(x, self.dim)
+
+
+class Dropout(Module):
+    """Inverted dropout (``torch.nn.Dropout``): in training mode zero each element with
+    probability ``p`` and scale the others by ``1/(1-p)``; the identity in eval mode."""
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        if not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+            raise ValueError(f"Dropout: p must be a probability in [0, 1], got {p!r}")
+        self.p = float(p)
+
+    def forward(self, x) -> Tensor:
+        return F.dropout(x, self.p, self.training)
+
+    def get_config(self) -> dict:
+        return {"p": self.p}
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class Flatten(Module):
+    """Flatten dims ``start_dim..end_dim`` into one (``torch.nn.Flatten``; batch kept)."""
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
+        super().__init__()
+        self.start_dim, self.end_dim = int(start_dim), int(end_dim)
+
+    def forward(self, x) -> Tensor:
+        x = x if isinstance(x, Tensor) else F._float_input(x, "input")
+        return x.flatten(self.start_dim, self.end_dim)
+
+    def get_config(self) -> dict:
+        return {"start_dim": self.start_dim, "end_dim": self.end_dim}
+
+
+class Identity(Module):
+    """Returns its input (``torch.nn.Identity``)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__()
+
+    def forward(self, x):
+        return x if isinstance(x, Tensor) else F._float_input(x, "input")
+
+    def get_config(self) -> dict:
+        return {}
+
+
+class Sequential(Module):
+    """Modules applied in order (``torch.nn.Sequential``); indexable, sliceable, iterable.
+
+    A ``Linear`` directly followed by ``ReLU``, ``LeakyReLU``, ``Sigmoid`` or ``Tanh`` runs as one
+    fused kernel call (same numbers, one pass fewer over memory).
+    """
+
+    def __init__(self, *modules) -> None:
+        super().__init__()
+        if len(modules) == 1 and isinstance(modules[0], OrderedDict):
+            for name, m in modules[0].items():
+                self._add(str(name), m)
+        else:
+            for i, m in enumerate(modules):
+                self._add(str(i), m)
+
+    def _add(self, name: str, m) -> None:
+        if not isinstance(m, Module):
+            raise TypeError(
+                f"Sequential: element {name} is a {type(m).__name__}, not a Module "
+                f"(did you forget to instantiate it, e.g. nn.ReLU()?)"
+            )
+        self.add_module(name, m)
+
+    def append(self, module: Module) -> Sequential:
+        self._add(str(len(self._modules)), module)
+        return self
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __getitem__(self, idx):
+        mods = list(self._modules.items())
+        if isinstance(idx, slice):
+            return Sequential(OrderedDict(mods[idx]))
+        try:
+            return mods[operator.index(idx)][1]
+        except IndexError:
+            raise IndexError(f"index {idx} is out of range for Sequential of length {len(mods)}")
+
+    def forward(self, x):
+        mods = list(self._modules.values())
+        i, n = 0, len(mods)
+        while i < n:
+            m = mods[i]
+            nxt = mods[i + 1] if i + 1 < n else None
+            if type(m) is Linear and m.activation is None and type(nxt) in _FUSABLE:
+                slope = getattr(nxt, "negative_slope", None)
+                x = m.forward(x, activation=nxt.fused_name, negative_slope=slope)
+                i += 2
+                continue
+            x = m(x)
+            i += 1
+        return x
+
+
+_FUSABLE = (ReLU, LeakyReLU, Sigmoid, Tanh)

@@ -1,0 +1,269 @@
+"""``Module`` and ``Parameter``: the containers every layer and model is built from
+(after ``torch.nn.Module``)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict, namedtuple
+
+import numpy as np
+
+from myelin.tensor import Tensor, _to_array
+
+IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+
+class Parameter(Tensor):
+    """A Tensor that a Module registers as learnable (``requires_grad=True`` by default)."""
+
+    __slots__ = ()
+
+    def __init__(self, data, requires_grad: bool = True) -> None:
+        arr = _to_array(data)
+        if arr.dtype.kind != "f":
+            raise TypeError(f"a Parameter holds floating-point numbers, got dtype {arr.dtype}")
+        super().__init__(arr, requires_grad=requires_grad)
+
+    def __repr__(self) -> str:
+        return "Parameter containing:\n" + super().__repr__()
+
+
+class Module:
+    """Base class of layers and models (``torch.nn.Module``).
+
+    Assigning a :class:`Parameter` or a Module to an attribute registers it; ``parameters()``,
+    ``state_dict()``, ``train()``/``eval()`` and ``zero_grad()`` then walk the tree. Subclasses
+    define ``forward``; calling the module calls it. Keras-style ``compile``/``fit``/
+    ``evaluate``/``predict`` work on any Module (see :mod:`myelin.training`).
+    """
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    # ------------------------------------------------------------ registration
+
+    def __setattr__(self, name: str, value) -> None:
+        params = self.__dict__.get("_parameters")
+        if params is None:
+            raise AttributeError(
+                f"cannot assign {name!r} before Module.__init__() is called: call "
+                f"super().__init__() first in {type(self).__name__}.__init__"
+            )
+        modules = self.__dict__["_modules"]
+        if isinstance(value, Parameter):
+            modules.pop(name, None)
+            self.__dict__.pop(name, None)
+            params[name] = value
+        elif isinstance(value, Module):
+            params.pop(name, None)
+            self.__dict__.pop(name, None)
+            modules[name] = value
+        elif name in params:
+            if value is not None:
+                raise TypeError(
+                    f"cannot assign {type(value).__name__} to parameter {name!r} "
+                    f"(a Parameter or None is expected)"
+                )
+            params[name] = None
+        elif name in modules:
+            if value is not None:
+                raise TypeError(f"cannot assign {type(value).__name__} to submodule {name!r}")
+            modules[name] = None
+        else:
+            object.__setattr__(self, name, value)
+
+    def __getattr__(self, name: str):
+        d = self.__dict__
+        if "_parameters" in d:
+            if name in d["_parameters"]:
+                return d["_parameters"][name]
+            if name in d["_modules"]:
+                return d["_modules"][name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        if name in self._parameters:
+            del self._parameters[name]
+        elif name in self._modules:
+            del self._modules[name]
+        else:
+            object.__delattr__(self, name)
+
+    def register_parameter(self, name: str, param: Parameter | None) -> None:
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(f"param must be a Parameter or None, got {type(param).__name__}")
+        self._parameters[name] = param
+
+    def add_module(self, name: str, module: Module | None) -> None:
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"module must be a Module or None, got {type(module).__name__}")
+        self._modules[name] = module
+
+    # ------------------------------------------------------------ calling
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} does not define forward()")
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    # ------------------------------------------------------------ traversal
+
+    def named_modules(self, memo=None, prefix: str = ""):
+        """Yield ``(name, module)`` for this module and every descendant, each once."""
+        if memo is None:
+            memo = set()
+        if id(self) in memo:
+            return
+        memo.add(id(self))
+        yield prefix, self
+        for name, m in self._modules.items():
+            if m is not None:
+                yield from m.named_modules(memo, f"{prefix}.{name}" if prefix else name)
+
+    def modules(self):
+        for _, m in self.named_modules():
+            yield m
+
+    def named_children(self):
+        for name, m in self._modules.items():
+            if m is not None:
+                yield name, m
+
+    def children(self):
+        for _, m in self.named_children():
+            yield m
+
+    def named_parameters(self, prefix: str = "", recurse: bool = True):
+        """Yield ``(name, parameter)`` with PyTorch's dotted names (``"net.0.weight"``)."""
+        seen = set()
+        mods = self.named_modules(prefix=prefix) if recurse else [(prefix, self)]
+        for mname, m in mods:
+            for pname, p in m._parameters.items():
+                if p is None or id(p) in seen:
+                    continue
+                seen.add(id(p))
+                yield (f"{mname}.{pname}" if mname else pname), p
+
+    def parameters(self, recurse: bool = True):
+        for _, p in self.named_parameters(recurse=recurse):
+            yield p
+
+    def apply(self, fn) -> Module:
+        for m in self.children():
+            m.apply(fn)
+        fn(self)
+        return self
+
+    # ------------------------------------------------------------ modes and gradients
+
+    def train(self, mode: bool = True) -> Module:
+        """Training mode (dropout active); returns ``self``."""
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self) -> Module:
+        """Evaluation mode (dropout off); returns ``self``."""
+        return self.train(False)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
+        for p in self.parameters():
+            p.requires_grad_(requires_grad)
+        return self
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear the gradients of every parameter (to None, or to zeros in place)."""
+        for p in self.parameters():
+            if set_to_none or p._grad is None:
+                p._grad = None
+            else:
+                p._grad[...] = 0
+
+    # ------------------------------------------------------------ state
+
+    def state_dict(self) -> OrderedDict:
+        """Every parameter by its dotted name, as ndarray copies (PyTorch's keys and layouts)."""
+        return OrderedDict((k, p._data.copy()) for k, p in self.named_parameters())
+
+    def load_state_dict(self, state_dict, strict: bool = True) -> IncompatibleKeys:
+        """Copy values (ndarrays, Tensors, lists, or torch tensors via ``.numpy()``) into the
+        parameters in place. With ``strict``, missing or unexpected keys raise KeyError; a shape
+        mismatch always raises ValueError. Returns ``(missing_keys, unexpected_keys)``."""
+        if not hasattr(state_dict, "items"):
+            raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
+        own = dict(self.named_parameters())
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        if strict and (missing or unexpected):
+            raise KeyError(
+                f"load_state_dict for {type(self).__name__}: missing keys {missing}, "
+                f"unexpected keys {unexpected}"
+            )
+        values = {}
+        for k, p in own.items():
+            if k not in state_dict:
+                continue
+            v = state_dict[k]
+            arr = v._data if isinstance(v, Tensor) else np.asarray(v)
+            if arr.shape != p._data.shape:
+                raise ValueError(
+                    f"load_state_dict: {k!r} has shape {arr.shape} in the state_dict but "
+                    f"{p._data.shape} in the model"
+                )
+            if arr.dtype.kind not in "fiu":
+                raise TypeError(f"load_state_dict: {k!r} has dtype {arr.dtype}; expected floats")
+            values[k] = arr
+        for k, arr in values.items():
+            np.copyto(own[k]._data, arr, casting="unsafe")
+        return IncompatibleKeys(missing, unexpected)
+
+    # ------------------------------------------------------------ Keras-style training
+
+    def compile(self, optimizer="adam", loss=None, metrics=()):
+        """Configure ``fit``: see :func:`myelin.training.compile`."""
+        from myelin import training
+
+        return training.compile(self, optimizer, loss, metrics)
+
+    def fit(self, x=None, y=None, **kwargs):
+        """Train; see :func:`myelin.training.fit`. Returns a ``History``."""
+        from myelin import training
+
+        return training.fit(self, x, y, **kwargs)
+
+    def evaluate(self, x=None, y=None, **kwargs):
+        """Loss and metrics on ``(x, y)``; see :func:`myelin.training.evaluate`."""
+        from myelin import training
+
+        return training.evaluate(self, x, y, **kwargs)
+
+    def predict(self, x, batch_size: int = 32, **kwargs) -> np.ndarray:
+        """Outputs for ``x`` in eval mode without a graph; see :func:`myelin.training.predict`."""
+        from myelin import training
+
+        return training.predict(self, x, batch_size=batch_size, **kwargs)
+
+    def save(self, path) -> None:
+        """Save architecture (JSON) and weights in one ``.npz``; see
+        :func:`myelin.serialization.save_model`. Reload with :func:`myelin.load_model`."""
+        from myelin import serialization
+
+        serialization.save_model(self, path)
+
+    # ------------------------------------------------------------ repr
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        lines = []
+        for name, m in self._modules.items():
+            body = repr(m).replace("\n", "\n  ")
+            lines.append(f"({name}): {body}")
+        extra = self.extra_repr()
+        if not lines:
+            return f"{type(self).__name__}({extra})"
+        head = f"{type(self).__name__}({extra}" if extra else f"{type(self).__name__}("
+        return head + "\n  " + "\n  ".join(lines) + "\n)"

@@ -1,0 +1,1 @@
+"""``myelin.optim``: optimizers on the fused C updates, and ``lr_scheduler``."""

@@ -1,0 +1,896 @@
+"""``myelin.Tensor``: an ndarray with reverse-mode autograd, and the tensor constructors.
+
+A Tensor owns one NumPy array (``.data``; ``np.asarray(t)`` returns it without a copy). Ops on
+tensors compute with NumPy or, for the heavy ones, with :mod:`myelin.ops` (the C kernels), and
+when grad mode is on and an input requires grad they record one graph node per op.
+Semantics follow PyTorch: ``requires_grad``, ``.grad`` accumulating across ``backward()`` calls,
+``dim``/``keepdim`` arguments, float32 as the default dtype.
+"""
+
+from __future__ import annotations
+
+import numbers
+import operator
+from collections import namedtuple
+
+import numpy as np
+
+from myelin import _autograd, _random, ops
+from myelin._autograd import is_grad_enabled, unbroadcast
+
+float32 = np.dtype(np.float32)
+float64 = np.dtype(np.float64)
+int32 = np.dtype(np.int32)
+int64 = np.dtype(np.int64)
+long = int64
+bool_ = np.dtype(np.bool_)
+
+_DEFAULT_FLOAT = float32
+_FLOATS = (float32, float64)
+
+MaxResult = namedtuple("MaxResult", ["values", "indices"])
+
+
+def _to_array(data, dtype=None) -> np.ndarray:
+    """``data`` as an ndarray: Python floats become float32, ints int64 (PyTorch's defaults);
+    ndarrays keep their dtype unless ``dtype`` says otherwise."""
+    if isinstance(data, Tensor):
+        arr = data._data
+    elif isinstance(data, np.ndarray):
+        arr = data
+    else:
+        try:
+            arr = np.asarray(data)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"data could not be converted to a tensor: {exc}") from None
+        if dtype is None:
+            if arr.dtype.kind == "f":
+                arr = arr.astype(_DEFAULT_FLOAT)
+            elif arr.dtype.kind in "iu":
+                arr = arr.astype(np.int64)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(
+            f"data has dtype {arr.dtype}; a tensor holds bool, integer or floating-point numbers"
+        )
+    if dtype is not None:
+        arr = arr.astype(np.dtype(dtype), copy=False)
+    return arr
+
+
+def as_tensor(x, dtype=None) -> Tensor:
+    """``x`` (Tensor, ndarray, nested list or number) as a Tensor, sharing memory when it can."""
+    if isinstance(x, Tensor):
+        if dtype is None or x._data.dtype == np.dtype(dtype):
+            return x
+        return x.to(dtype)
+    return Tensor(_to_array(x, dtype))
+
+
+def _make(data: np.ndarray, parents: tuple, backward) -> Tensor:
+    """The output tensor of an op: records ``backward`` when any parent needs a gradient."""
+    if is_grad_enabled():
+        for p in parents:
+            if p is not None and p.requires_grad:
+                out = Tensor(data)
+                out.requires_grad = True
+                out._ctx = (parents, backward)
+                return out
+    return Tensor(data)
+
+
+def _operand(x, like: Tensor) -> Tensor:
+    """The other operand of a binary op: numbers keep ``like``'s dtype (NumPy 2 rules)."""
+    if isinstance(x, Tensor):
+        return x
+    if isinstance(x, numbers.Number) and not isinstance(x, bool):
+        return Tensor(np.asarray(x, dtype=like._data.dtype if like.is_floating_point() else None))
+    return Tensor(_to_array(x))
+
+
+def _check_axis(dim, ndim: int):
+    if dim is None:
+        return None
+    if isinstance(dim, (tuple, list)):
+        return tuple(_check_axis(d, ndim) for d in dim)
+    try:
+        d = operator.index(dim)
+    except TypeError:
+        raise TypeError(f"dim must be an int, a tuple of ints or None, got {dim!r}") from None
+    if not -max(ndim, 1) <= d < max(ndim, 1):
+        raise IndexError(f"dim {dim} is out of range for a tensor of {ndim} dimensions")
+    return d % max(ndim, 1)
+
+
+def _expand_reduced(g: np.ndarray, shape: tuple, dim, keepdim: bool) -> np.ndarray:
+    """Reshape the gradient of a reduction over ``dim`` so it broadcasts back to ``shape``."""
+    if dim is None:
+        return np.reshape(g, (1,) * len(shape))
+    if not keepdim:
+        dims = dim if isinstance(dim, tuple) else (dim,)
+        g = np.expand_dims(g, tuple(sorted(dims)))
+    return g
+
+
+class Tensor:
+    """An n-dimensional array with autograd (``torch.Tensor``).
+
+    Parameters
+    ----------
+    data : array_like
+        Wrapped without a copy when it is already an ndarray.
+    requires_grad : bool
+        Record ops on this tensor so that ``backward()`` fills its ``.grad``.
+
+    Build tensors with :func:`myelin.tensor`, :func:`myelin.from_numpy`, :func:`zeros`,
+    :func:`randn`, ... ``np.asarray(t)`` gives the data without a copy.
+    """
+
+    __slots__ = ("_data", "_grad", "requires_grad", "_ctx", "_retain", "__weakref__")
+    __array_priority__ = 1000
+
+    def __init__(self, data, requires_grad: bool = False) -> None:
+        self._data = data if isinstance(data, np.ndarray) else _to_array(data)
+        self._grad = None
+        self._ctx = None
+        self._retain = False
+        self.requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    # ------------------------------------------------------------ basics
+
+    @property
+    def data(self) -> np.ndarray:
+        """The underlying ndarray (no copy); assigning replaces it."""
+        return self._data
+
+    @data.setter
+    def data(self, value) -> None:
+        self._data = _to_array(value)
+
+    @property
+    def grad(self) -> Tensor | None:
+        """The accumulated gradient, a Tensor of this tensor's shape, or None."""
+        return None if self._grad is None else Tensor(self._grad)
+
+    @grad.setter
+    def grad(self, value) -> None:
+        if value is None:
+            self._grad = None
+            return
+        g = _to_array(value)
+        if g.shape != self._data.shape:
+            raise ValueError(f"grad has shape {g.shape}; expected {self._data.shape}")
+        self._grad = np.array(g, dtype=self._data.dtype, copy=True)
+
+    @property
+    def shape(self) -> tuple:
+        return self._data.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self._data.ndim
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._ctx is None
+
+    @property
+    def T(self) -> Tensor:
+        """The tensor with its axes reversed (``.T``)."""
+        return self.permute(*reversed(range(self.ndim)))
+
+    def dim(self) -> int:
+        return self._data.ndim
+
+    def size(self, dim=None):
+        if dim is None:
+            return self._data.shape
+        return self._data.shape[_check_axis(dim, self.ndim)]
+
+    def numel(self) -> int:
+        return self._data.size
+
+    def __len__(self) -> int:
+        if self._data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self._data.shape[0]
+
+    def __array__(self, dtype=None, copy=None):
+        if dtype is not None and np.dtype(dtype) != self._data.dtype:
+            if copy is False:
+                raise ValueError("a copy is needed to convert the tensor to the requested dtype")
+            return self._data.astype(dtype)
+        return self._data.copy() if copy else self._data
+
+    def numpy(self) -> np.ndarray:
+        """The data as an ndarray sharing memory with the tensor (``torch.Tensor.numpy``)."""
+        if self.requires_grad:
+            raise RuntimeError(
+                "numpy() of a tensor that requires grad: call .detach().numpy() instead"
+            )
+        return self._data
+
+    def item(self):
+        """The value of a one-element tensor as a Python number."""
+        if self._data.size != 1:
+            raise ValueError(
+                f"item() needs a tensor with one element, got shape {self._data.shape}"
+            )
+        return self._data.reshape(()).item()
+
+    def tolist(self):
+        return self._data.tolist()
+
+    def is_floating_point(self) -> bool:
+        return self._data.dtype.kind == "f"
+
+    def __repr__(self) -> str:
+        body = np.array2string(self._data, separator=", ", prefix="tensor(")
+        extra = ""
+        if self._data.dtype != _DEFAULT_FLOAT and self._data.dtype != int64:
+            extra += f", dtype={self._data.dtype}"
+        if self._ctx is not None:
+            extra += ", grad_fn=<recorded>"
+        elif self.requires_grad:
+            extra += ", requires_grad=True"
+        return f"tensor({body}{extra})"
+
+    def __bool__(self) -> bool:
+        if self._data.size != 1:
+            raise ValueError(
+                f"the truth value of a tensor with {self._data.size} elements is ambiguous"
+            )
+        return bool(self._data.reshape(()))
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __index__(self) -> int:
+        if self._data.dtype.kind not in "iu" or self._data.size != 1:
+            raise TypeError("only one-element integer tensors can be used as an index")
+        return int(self._data.reshape(()))
+
+    __hash__ = object.__hash__
+
+    # ------------------------------------------------------------ autograd
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        if requires_grad and self._data.dtype.kind != "f":
+            raise RuntimeError(
+                f"only floating-point tensors can require gradients, got dtype {self._data.dtype}"
+            )
+        if not requires_grad and self._ctx is not None:
+            raise RuntimeError("requires_grad can only be turned off on a leaf tensor")
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    def retain_grad(self) -> None:
+        """Keep ``.grad`` for this non-leaf tensor during ``backward()``."""
+        self._retain = True
+
+    def backward(self, gradient=None) -> None:
+        """Compute the gradient of this tensor with respect to every leaf that requires grad,
+        adding it to their ``.grad`` (``torch.Tensor.backward``).
+
+        Parameters
+        ----------
+        gradient : array_like, optional
+            d(something)/d(self); may be omitted for a one-element tensor (taken as 1).
+        """
+        if not self.requires_grad:
+            raise RuntimeError(
+                "backward() of a tensor that does not require grad: no input of the ops "
+                "that made it has requires_grad=True (or it was computed under no_grad())"
+            )
+        if gradient is None:
+            if self._data.size != 1:
+                raise RuntimeError(
+                    f"backward() without a gradient needs a one-element tensor, got shape "
+                    f"{self._data.shape} (reduce it with .sum() or .mean(), or pass gradient=)"
+                )
+            g = np.ones(self._data.shape, self._data.dtype)
+        else:
+            g = _to_array(gradient)
+            if g.shape != self._data.shape:
+                raise ValueError(f"gradient has shape {g.shape}; expected {self._data.shape}")
+            g = g.astype(self._data.dtype, copy=False)
+        _autograd.backward(self, g)
+
+    def detach(self) -> Tensor:
+        """The same data, cut from the graph (shares memory)."""
+        return Tensor(self._data)
+
+    def detach_(self) -> Tensor:
+        self._ctx = None
+        self.requires_grad = False
+        return self
+
+    def zero_(self) -> Tensor:
+        self._data[...] = 0
+        return self
+
+    def fill_(self, value) -> Tensor:
+        self._data[...] = value
+        return self
+
+    def copy_(self, src) -> Tensor:
+        self._data[...] = _to_array(src)
+        return self
+
+    # ------------------------------------------------------------ dtype
+
+    def to(self, dtype) -> Tensor:
+        """A tensor of ``dtype`` (differentiable between float dtypes)."""
+        dtype = np.dtype(dtype)
+        if dtype == self._data.dtype:
+            return self
+        data = self._data.astype(dtype)
+        if dtype.kind != "f":
+            return Tensor(data)
+        src = self._data.dtype
+        return _make(data, (self,), lambda g: (g.astype(src),))
+
+    def float(self) -> Tensor:
+        return self.to(float32)
+
+    def double(self) -> Tensor:
+        return self.to(float64)
+
+    def long(self) -> Tensor:
+        return self.to(int64)
+
+    def int(self) -> Tensor:
+        return self.to(int32)
+
+    def bool(self) -> Tensor:
+        return self.to(bool_)
+
+    # ------------------------------------------------------------ arithmetic
+
+    def __add__(self, other) -> Tensor:
+        other = _operand(other, self)
+        a, b = self._data, other._data
+        out = a + b
+        return _make(
+            out,
+            (self, other),
+            lambda g: (unbroadcast(g, a.shape), unbroadcast(g, b.shape)),
+        )
+
+    def __radd__(self, other) -> Tensor:
+        return _operand(other, self).__add__(self)
+
+    def __sub__(self, other) -> Tensor:
+        other = _operand(other, self)
+        a, b = self._data, other._data
+        out = a - b
+        return _make(
+            out,
+            (self, other),
+            lambda g: (unbroadcast(g, a.shape), unbroadcast(-g, b.shape)),
+        )
+
+    def __rsub__(self, other) -> Tensor:
+        return _operand(other, self).__sub__(self)
+
+    def __mul__(self, other) -> Tensor:
+        other = _operand(other, self)
+        a, b = self._data, other._data
+        out = a * b
+
+        def backward(g):
+            ga = unbroadcast(g * b, a.shape) if self.requires_grad else None
+            gb = unbroadcast(g * a, b.shape) if other.requires_grad else None
+            return ga, gb
+
+        return _make(out, (self, other), backward)
+
+    def __rmul__(self, other) -> Tensor:
+        return _operand(other, self).__mul__(self)
+
+    def __truediv__(self, other) -> Tensor:
+        other = _operand(other, self)
+        a, b = self._data, other._data
+        out = a / b
+
+        def backward(g):
+            ga = unbroadcast(g / b, a.shape) if self.requires_grad else None
+            gb = unbroadcast(-g * out / b, b.shape) if other.requires_grad else None
+            return ga, gb
+
+        return _make(out, (self, other), backward)
+
+    def __rtruediv__(self, other) -> Tensor:
+        return _operand(other, self).__truediv__(self)
+
+    def __pow__(self, other) -> Tensor:
+        other = _operand(other, self)
+        a, b = self._data, other._data
+        out = a**b
+
+        def backward(g):
+            ga = gb = None
+            if self.requires_grad:
+                ga = unbroadcast(g * b * a ** (b - 1), a.shape)
+            if other.requires_grad:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    log_a = np.where(a > 0, np.log(np.where(a > 0, a, 1)), 0)
+                gb = unbroadcast(g * out * log_a, b.shape)
+            return ga, gb
+
+        return _make(out, (self, other), backward)
+
+    def __rpow__(self, other) -> Tensor:
+        return _operand(other, self).__pow__(self)
+
+    def __neg__(self) -> Tensor:
+        return _make(-self._data, (self,), lambda g: (-g,))
+
+    def __pos__(self) -> Tensor:
+        return self
+
+    def __matmul__(self, other) -> Tensor:
+        return matmul(self, other)
+
+    def __rmatmul__(self, other) -> Tensor:
+        return matmul(_operand(other, self), self)
+
+    # in-place arithmetic works on the data and is refused where it would break the graph
+    def _inplace(self, other, ufunc) -> Tensor:
+        if self.requires_grad and is_grad_enabled():
+            raise RuntimeError(
+                "in-place arithmetic on a tensor that requires grad; wrap it in "
+                "myelin.no_grad() (as optimizers do) or use the out-of-place operator"
+            )
+        ufunc(self._data, _to_array(other), out=self._data, casting="same_kind")
+        return self
+
+    def __iadd__(self, other):
+        return self._inplace(other, np.add)
+
+    def __isub__(self, other):
+        return self._inplace(other, np.subtract)
+
+    def __imul__(self, other):
+        return self._inplace(other, np.multiply)
+
+    def __itruediv__(self, other):
+        return self._inplace(other, np.divide)
+
+    # ------------------------------------------------------------ comparisons (no grad)
+
+    def _compare(self, other, ufunc) -> Tensor:
+        o = other._data if isinstance(other, Tensor) else other
+        return Tensor(np.asarray(ufunc(self._data, o)))
+
+    def __lt__(self, other):
+        return self._compare(other, np.less)
+
+    def __le__(self, other):
+        return self._compare(other, np.less_equal)
+
+    def __gt__(self, other):
+        return self._compare(other, np.greater)
+
+    def __ge__(self, other):
+        return self._compare(other, np.greater_equal)
+
+    def __eq__(self, other):
+        return self._compare(other, np.equal)
+
+    def __ne__(self, other):
+        return self._compare(other, np.not_equal)
+
+    def __invert__(self):
+        if self._data.dtype != bool_:
+            raise TypeError(f"~ needs a bool tensor, got dtype {self._data.dtype}")
+        return Tensor(~self._data)
+
+    def __and__(self, other):
+        return self._compare(other, np.logical_and)
+
+    def __or__(self, other):
+        return self._compare(other, np.logical_or)
+
+    def eq(self, other):
+        return self.__eq__(other)
+
+    def equal(self, other) -> bool:
+        o = other._data if isinstance(other, Tensor) else np.asarray(other)
+        return self._data.shape == o.shape and bool(np.array_equal(self._data, o))
+
+    # ------------------------------------------------------------ elementwise functions
+
+    def exp(self) -> Tensor:
+        out = np.exp(self._data)
+        return _make(out, (self,), lambda g: (g * out,))
+
+    def log(self) -> Tensor:
+        x = self._data
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = np.log(x)
+        return _make(out, (self,), lambda g: (g / x,))
+
+    def sqrt(self) -> Tensor:
+        out = np.sqrt(self._data)
+        return _make(out, (self,), lambda g: (g / (2 * out),))
+
+    def abs(self) -> Tensor:
+        x = self._data
+        return _make(np.abs(x), (self,), lambda g: (g * np.sign(x),))
+
+    def clamp(self, min=None, max=None) -> Tensor:
+        """Values limited to [min, max]; the gradient flows where the value was not clipped."""
+        x = self._data
+        out = np.clip(x, min, max)
+
+        def backward(g):
+            keep = np.ones(x.shape, bool)
+            if min is not None:
+                keep &= x >= min
+            if max is not None:
+                keep &= x <= max
+            return (g * keep,)
+
+        return _make(out, (self,), backward)
+
+    clip = clamp
+
+    def relu(self) -> Tensor:
+        from myelin.nn import functional as F
+
+        return F.relu(self)
+
+    def sigmoid(self) -> Tensor:
+        from myelin.nn import functional as F
+
+        return F.sigmoid(self)
+
+    def tanh(self) -> Tensor:
+        from myelin.nn import functional as F
+
+        return F.tanh(self)
+
+    def softmax(self, dim: int = -1) -> Tensor:
+        from myelin.nn import functional as F
+
+        return F.softmax(self, dim)
+
+    def log_softmax(self, dim: int = -1) -> Tensor:
+        from myelin.nn import functional as F
+
+        return F.log_softmax(self, dim)
+
+    # ------------------------------------------------------------ reductions
+
+    def sum(self, dim=None, keepdim: bool = False) -> Tensor:
+        """Sum over ``dim`` (all elements when None)."""
+        x = self._data
+        dim = _check_axis(dim, x.ndim)
+        out = np.asarray(x.sum(axis=dim, keepdims=keepdim))
+        shape = x.shape
+        return _make(
+            out,
+            (self,),
+            lambda g: (np.broadcast_to(_expand_reduced(g, shape, dim, keepdim), shape),),
+        )
+
+    def mean(self, dim=None, keepdim: bool = False) -> Tensor:
+        """Mean over ``dim`` (all elements when None)."""
+        x = self._data
+        if x.dtype.kind != "f":
+            raise TypeError(f"mean() needs a floating-point tensor, got dtype {x.dtype}")
+        dim = _check_axis(dim, x.ndim)
+        out = np.asarray(x.mean(axis=dim, keepdims=keepdim))
+        shape = x.shape
+        count = x.size // max(out.size, 1) if x.size else 0
+
+        def backward(g):
+            g = _expand_reduced(g, shape, dim, keepdim) / max(count, 1)
+            return (np.broadcast_to(g, shape).astype(x.dtype, copy=False),)
+
+        return _make(out, (self,), backward)
+
+    def _extreme(self, dim, keepdim: bool, arg, pick):
+        x = self._data
+        if dim is None:
+            flat = x.reshape(-1)
+            if flat.size == 0:
+                raise ValueError("max()/min() of an empty tensor")
+            i = int(arg(flat))
+            out = np.asarray(flat[i])
+
+            def backward(g):
+                full = np.zeros(x.size, x.dtype)
+                full[i] = g
+                return (full.reshape(x.shape),)
+
+            return _make(out, (self,), backward)
+        d = _check_axis(dim, x.ndim)
+        idx = np.expand_dims(arg(x, axis=d), d)
+        vals = np.take_along_axis(x, idx, axis=d)
+
+        def backward(g):
+            full = np.zeros(x.shape, x.dtype)
+            gg = g if keepdim else np.expand_dims(g, d)
+            np.put_along_axis(full, idx, gg, axis=d)
+            return (full,)
+
+        if not keepdim:
+            vals, idx = np.squeeze(vals, d), np.squeeze(idx, d)
+        return MaxResult(_make(vals, (self,), backward), Tensor(idx.astype(np.int64)))
+
+    def max(self, dim=None, keepdim: bool = False):
+        """The largest element, or ``(values, indices)`` along ``dim`` (as ``torch.max``)."""
+        return self._extreme(dim, keepdim, np.argmax, np.max)
+
+    def min(self, dim=None, keepdim: bool = False):
+        """The smallest element, or ``(values, indices)`` along ``dim`` (as ``torch.min``)."""
+        return self._extreme(dim, keepdim, np.argmin, np.min)
+
+    def argmax(self, dim=None, keepdim: bool = False) -> Tensor:
+        """Index of the largest element (of the flattened tensor when ``dim`` is None)."""
+        if dim is None:
+            return Tensor(np.asarray(np.argmax(self._data), dtype=np.int64))
+        d = _check_axis(dim, self.ndim)
+        return Tensor(np.argmax(self._data, axis=d, keepdims=keepdim).astype(np.int64))
+
+    def argmin(self, dim=None, keepdim: bool = False) -> Tensor:
+        if dim is None:
+            return Tensor(np.asarray(np.argmin(self._data), dtype=np.int64))
+        d = _check_axis(dim, self.ndim)
+        return Tensor(np.argmin(self._data, axis=d, keepdims=keepdim).astype(np.int64))
+
+    def norm(self) -> Tensor:
+        """The L2 norm of all elements."""
+        return (self * self).sum().sqrt()
+
+    # ------------------------------------------------------------ shape
+
+    def reshape(self, *shape) -> Tensor:
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        src = self._data.shape
+        try:
+            out = self._data.reshape(shape)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"cannot reshape a tensor of shape {src} to {shape}: {exc}") from None
+        return _make(out, (self,), lambda g: (g.reshape(src),))
+
+    view = reshape
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+        shape = self._data.shape
+        if not shape:
+            return self.reshape(1)
+        s = _check_axis(start_dim, len(shape))
+        e = _check_axis(end_dim, len(shape))
+        merged = 1
+        for n in shape[s : e + 1]:
+            merged *= n
+        return self.reshape(shape[:s] + (merged,) + shape[e + 1 :])
+
+    def permute(self, *dims) -> Tensor:
+        if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+            dims = tuple(dims[0])
+        dims = tuple(_check_axis(d, self.ndim) for d in dims)
+        inv = tuple(np.argsort(dims))
+        return _make(self._data.transpose(dims), (self,), lambda g: (g.transpose(inv),))
+
+    def transpose(self, dim0: int, dim1: int) -> Tensor:
+        order = list(range(self.ndim))
+        a, b = _check_axis(dim0, self.ndim), _check_axis(dim1, self.ndim)
+        order[a], order[b] = order[b], order[a]
+        return self.permute(order)
+
+    def t(self) -> Tensor:
+        if self.ndim > 2:
+            raise ValueError(f"t() expects a tensor of at most 2 dimensions, got {self.ndim}")
+        return self.T
+
+    def unsqueeze(self, dim: int) -> Tensor:
+        d = dim if dim >= 0 else dim + self.ndim + 1
+        if not 0 <= d <= self.ndim:
+            raise IndexError(f"dim {dim} is out of range for unsqueeze of {self.ndim} dims")
+        return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
+
+    def squeeze(self, dim=None) -> Tensor:
+        if dim is None:
+            return self.reshape(tuple(n for n in self.shape if n != 1))
+        d = _check_axis(dim, self.ndim)
+        if self.shape[d] != 1:
+            return self
+        return self.reshape(self.shape[:d] + self.shape[d + 1 :])
+
+    def __getitem__(self, index) -> Tensor:
+        if isinstance(index, Tensor):
+            index = index._data
+        elif isinstance(index, tuple):
+            index = tuple(i._data if isinstance(i, Tensor) else i for i in index)
+        x = self._data
+        out = x[index]
+        if not isinstance(out, np.ndarray):
+            out = np.asarray(out)
+
+        def backward(g):
+            full = np.zeros(x.shape, x.dtype)
+            np.add.at(full, index, g)
+            return (full,)
+
+        return _make(out, (self,), backward)
+
+    def __setitem__(self, index, value) -> None:
+        if self.requires_grad and is_grad_enabled():
+            raise RuntimeError(
+                "assignment into a tensor that requires grad; use myelin.no_grad() around it"
+            )
+        if isinstance(index, Tensor):
+            index = index._data
+        self._data[index] = _to_array(value) if isinstance(value, (Tensor, list)) else value
+
+
+def matmul(a, b) -> Tensor:
+    """Matrix product with ``np.matmul`` broadcasting, on myelin's GEMM (``torch.matmul``)."""
+    a, b = as_tensor(a), as_tensor(b)
+    x, y = a._data, b._data
+    if x.dtype.kind != "f" or y.dtype.kind != "f":
+        raise TypeError(f"matmul needs floating-point tensors, got {x.dtype} and {y.dtype}")
+    out = ops.matmul(x, y)
+
+    def backward(g):
+        ga = gb = None
+        xa = x if x.ndim > 1 else x.reshape(1, -1)
+        yb = y if y.ndim > 1 else y.reshape(-1, 1)
+        gg = g
+        if x.ndim == 1:
+            gg = np.expand_dims(gg, -2)
+        if y.ndim == 1:
+            gg = np.expand_dims(gg, -1)
+        if a.requires_grad:
+            ga = ops.matmul(gg, yb, trans_b=True)
+            ga = unbroadcast(ga, xa.shape).reshape(x.shape)
+        if b.requires_grad:
+            gb = ops.matmul(xa, gg, trans_a=True)
+            gb = unbroadcast(gb, yb.shape).reshape(y.shape)
+        return ga, gb
+
+    return _make(out, (a, b), backward)
+
+
+# ---------------------------------------------------------------- constructors
+
+
+def _shape(size) -> tuple:
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = tuple(size[0])
+    try:
+        shape = tuple(operator.index(n) for n in size)
+    except TypeError:
+        raise TypeError(f"size must be integers, got {size!r}") from None
+    if any(n < 0 for n in shape):
+        raise ValueError(f"size must be non-negative, got {shape}")
+    return shape
+
+
+def _float_dtype(dtype) -> np.dtype:
+    dt = _DEFAULT_FLOAT if dtype is None else np.dtype(dtype)
+    if dt not in _FLOATS:
+        raise TypeError(f"dtype must be float32 or float64, got {dt}")
+    return dt
+
+
+def tensor(data, dtype=None, requires_grad: bool = False) -> Tensor:
+    """A new tensor holding a copy of ``data`` (``torch.tensor``).
+
+    Python floats give float32 and ints int64; an ndarray keeps its dtype unless ``dtype`` is given.
+    """
+    arr = _to_array(data, dtype)
+    if arr is data or (isinstance(data, Tensor) and arr is data._data) or not arr.flags.owndata:
+        arr = arr.copy()
+    return Tensor(arr, requires_grad=requires_grad)
+
+
+def from_numpy(array: np.ndarray) -> Tensor:
+    """A tensor sharing memory with ``array`` (``torch.from_numpy``)."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"array must be a numpy.ndarray, got {type(array).__name__}")
+    return Tensor(_to_array(array))
+
+
+def zeros(*size, dtype=None, requires_grad: bool = False) -> Tensor:
+    return Tensor(np.zeros(_shape(size), _float_dtype(dtype)), requires_grad=requires_grad)
+
+
+def ones(*size, dtype=None, requires_grad: bool = False) -> Tensor:
+    return Tensor(np.ones(_shape(size), _float_dtype(dtype)), requires_grad=requires_grad)
+
+
+def zeros_like(t, dtype=None) -> Tensor:
+    return Tensor(np.zeros_like(_to_array(t), dtype=dtype))
+
+
+def ones_like(t, dtype=None) -> Tensor:
+    return Tensor(np.ones_like(_to_array(t), dtype=dtype))
+
+
+def full(size, fill_value, dtype=None) -> Tensor:
+    return Tensor(np.full(_shape((size,)), fill_value, _float_dtype(dtype)))
+
+
+def randn(*size, dtype=None, generator=None, requires_grad: bool = False) -> Tensor:
+    """Standard normal samples from the (seedable) generator."""
+    rng = _random.get_rng(generator)
+    data = rng.standard_normal(_shape(size), dtype=_float_dtype(dtype))
+    return Tensor(data, requires_grad=requires_grad)
+
+
+def rand(*size, dtype=None, generator=None, requires_grad: bool = False) -> Tensor:
+    """Uniform samples on [0, 1) from the (seedable) generator."""
+    rng = _random.get_rng(generator)
+    data = rng.random(_shape(size), dtype=_float_dtype(dtype))
+    return Tensor(data, requires_grad=requires_grad)
+
+
+def randint(low, high=None, size=(), dtype=None, generator=None) -> Tensor:
+    """Integers uniform on [low, high) (``torch.randint(low, high, size)``)."""
+    if high is None:
+        low, high = 0, low
+    if not high > low:
+        raise ValueError(f"randint needs low < high, got low={low}, high={high}")
+    rng = _random.get_rng(generator)
+    shape = _shape((size,)) if not isinstance(size, int) else (size,)
+    dt = np.dtype(np.int64 if dtype is None else dtype)
+    return Tensor(rng.integers(low, high, size=shape).astype(dt))
+
+
+def randperm(n: int, generator=None) -> Tensor:
+    return Tensor(_random.get_rng(generator).permutation(operator.index(n)).astype(np.int64))
+
+
+def arange(start, end=None, step=1, dtype=None) -> Tensor:
+    """Evenly spaced values in [start, end) (int64 for integer arguments, else float32)."""
+    if end is None:
+        start, end = 0, start
+    if dtype is None:
+        ints = all(isinstance(v, numbers.Integral) for v in (start, end, step))
+        dtype = np.int64 if ints else _DEFAULT_FLOAT
+    return Tensor(np.arange(start, end, step, dtype=np.dtype(dtype)))
+
+
+def cat(tensors, dim: int = 0) -> Tensor:
+    """Concatenate along ``dim`` (differentiable)."""
+    ts = [as_tensor(t) for t in tensors]
+    if not ts:
+        raise ValueError("cat() needs at least one tensor")
+    d = _check_axis(dim, ts[0].ndim)
+    out = np.concatenate([t._data for t in ts], axis=d)
+    bounds = np.cumsum([t.shape[d] for t in ts])[:-1]
+    return _make(out, tuple(ts), lambda g: tuple(np.split(g, bounds, axis=d)))
+
+
+def stack(tensors, dim: int = 0) -> Tensor:
+    """Stack along a new axis ``dim`` (differentiable)."""
+    ts = [as_tensor(t).unsqueeze(dim) for t in tensors]
+    return cat(ts, dim)
+
+
+def where(condition, x, y) -> Tensor:
+    cond = _to_array(condition).astype(bool)
+    x, y = as_tensor(x), as_tensor(y)
+    out = np.where(cond, x._data, y._data)
+    return _make(
+        out,
+        (x, y),
+        lambda g: (
+            unbroadcast(np.where(cond, g, 0), x.shape),
+            unbroadcast(np.where(cond, 0, g), y.shape),
+        ),
+    )

@@ -1,0 +1,1 @@
+"""Keras-style training on any Module: compile, fit, evaluate, predict."""
