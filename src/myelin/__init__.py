@@ -8,10 +8,11 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from myelin import _config, ops, reference  # noqa: E402
+from myelin import _config, callbacks, data, nn, ops, optim, reference, utils  # noqa: E402  # noqa: E402, I001
 from myelin._autograd import enable_grad, is_grad_enabled, no_grad  # noqa: E402
 from myelin._config import get_num_threads, set_num_threads  # noqa: E402
 from myelin._random import Generator, manual_seed  # noqa: E402
+from myelin.serialization import load, load_model, save  # noqa: E402
 from myelin.tensor import (  # noqa: E402
     Tensor,
     arange,
@@ -38,9 +39,6 @@ from myelin.tensor import (  # noqa: E402
     zeros,
     zeros_like,
 )
-
-from myelin import nn, optim, data, utils, callbacks  # noqa: E402, I001
-from myelin.serialization import load, load_model, save  # noqa: E402
 
 
 def show_config() -> None:

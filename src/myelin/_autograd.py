@@ -123,7 +123,7 @@ def backward(root, grad: np.ndarray) -> None:
         parents, fn = ctx
         with no_grad():
             pgrads = fn(g)
-        for p, pg in zip(parents, pgrads):
+        for p, pg in zip(parents, pgrads, strict=True):
             if p is None or pg is None or not p.requires_grad:
                 continue
             k = id(p)

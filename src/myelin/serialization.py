@@ -1,4 +1,4 @@
-"""Save and load without pickle: state dicts as ``.npz``, whole Sequential models as JSON + weights."""
+"""Save and load without pickle: state dicts as ``.npz``; Sequential models as JSON + weights."""
 
 
 def save(obj, path) -> None:
