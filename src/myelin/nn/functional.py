@@ -198,8 +198,9 @@ def cross_entropy(
         return _soft_cross_entropy(x, t.astype(x.dtype, copy=False), reduction, label_smoothing)
     if x.ndim == 1:
         x2 = x.reshape(1, -1)
-        return cross_entropy(x2, np.reshape(t, (1,)), None, ignore_index, reduction,
-                             label_smoothing).reshape(() if reduction != "none" else (1,))
+        return cross_entropy(
+            x2, np.reshape(t, (1,)), None, ignore_index, reduction, label_smoothing
+        ).reshape(() if reduction != "none" else (1,))
     loss, grad = ops.softmax_cross_entropy(
         x._data,
         _labels(target),

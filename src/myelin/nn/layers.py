@@ -297,7 +297,9 @@ class Sequential(Module):
         try:
             return mods[operator.index(idx)][1]
         except IndexError:
-            raise IndexError(f"index {idx} is out of range for Sequential of length {len(mods)}") from None
+            raise IndexError(
+                f"index {idx} is out of range for Sequential of length {len(mods)}"
+            ) from None
 
     def forward(self, x):
         mods = list(self._modules.values())
