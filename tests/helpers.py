@@ -417,3 +417,55 @@ def check_grad(name, *args, seed=0, **kwargs):
 def randn(rng, shape, dtype=np.float64, scale=1.0):
     """Standard normal samples of the given shape, rounded to dtype."""
     return (scale * rng.standard_normal(shape)).astype(dtype)
+
+
+# ---------------------------------------------------------------- autograd
+
+
+def check_autograd(fn, *inputs, rtol=1e-6, atol=1e-8, seed=0, h=1e-6):
+    """Hold the autograd gradients of ``fn`` (Tensors in, Tensor out) against central finite
+    differences, in float64.
+
+    ``inputs`` are float64 ndarrays (differentiated) or anything else (passed through). The
+    scalar differentiated is ``sum(fn(*inputs) * w)`` for a fixed random ``w``, so every output
+    element's gradient path is exercised. Finite differences with step ``h`` carry an error of
+    about ``h**2 * f''' + eps * |f| / h``, i.e. ~1e-10 relative for smooth functions of O(1)
+    values, far inside ``rtol``.
+    """
+    import myelin
+
+    rng = np.random.default_rng(seed)
+    tensors = [
+        myelin.tensor(x, requires_grad=True)
+        if isinstance(x, np.ndarray) and x.dtype == np.float64
+        else x
+        for x in inputs
+    ]
+    out = fn(*tensors)
+    w = rng.standard_normal(out.shape)
+    (out * myelin.tensor(w)).sum().backward()
+
+    def scalar(arrays):
+        args = [
+            myelin.tensor(a) if isinstance(a, np.ndarray) and a.dtype == np.float64 else a
+            for a in arrays
+        ]
+        with myelin.no_grad():
+            return float((np.asarray(fn(*args).data, dtype=np.float64) * w).sum())
+
+    for i, x in enumerate(inputs):
+        if not (isinstance(x, np.ndarray) and x.dtype == np.float64):
+            continue
+        num = np.zeros_like(x)
+        for j in range(x.size):
+            plus = [a.copy() if isinstance(a, np.ndarray) else a for a in inputs]
+            minus = [a.copy() if isinstance(a, np.ndarray) else a for a in inputs]
+            plus[i].reshape(-1)[j] += h
+            minus[i].reshape(-1)[j] -= h
+            num.reshape(-1)[j] = (scalar(plus) - scalar(minus)) / (2 * h)
+        got = tensors[i].grad
+        assert got is not None, f"input {i} got no gradient"
+        np.testing.assert_allclose(
+            got.data, num, rtol=rtol, atol=atol, err_msg=f"gradient of input {i}"
+        )
+    return out

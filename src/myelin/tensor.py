@@ -126,7 +126,6 @@ class Tensor:
     """
 
     __slots__ = ("_data", "_grad", "requires_grad", "_ctx", "_retain", "__weakref__")
-    __array_priority__ = 1000
 
     def __init__(self, data, requires_grad: bool = False) -> None:
         self._data = data if isinstance(data, np.ndarray) else _to_array(data)
@@ -206,6 +205,21 @@ class Tensor:
                 raise ValueError("a copy is needed to convert the tensor to the requested dtype")
             return self._data.astype(dtype)
         return self._data.copy() if copy else self._data
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        # ndarray (op) Tensor lands here: arithmetic stays a differentiable Tensor op; any other
+        # ufunc runs on the data and returns plain NumPy.
+        op = _UFUNC_OPS.get(ufunc)
+        if op is not None and method == "__call__" and not kwargs and len(inputs) == 2:
+            a, b = inputs
+            return op(a if isinstance(a, Tensor) else Tensor(_to_array(a)), b)
+        inputs = tuple(_unwrap(x) for x in inputs)
+        kwargs = {k: _unwrap(v) for k, v in kwargs.items()}
+        return getattr(ufunc, method)(*inputs, **kwargs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        # NumPy functions (np.sum, np.mean, np.concatenate, ...) see the data and return NumPy.
+        return func(*_unwrap(args), **_unwrap(kwargs))
 
     def numpy(self) -> np.ndarray:
         """The data as an ndarray sharing memory with the tensor (``torch.Tensor.numpy``)."""
@@ -599,7 +613,7 @@ class Tensor:
 
         return _make(out, (self,), backward)
 
-    def _extreme(self, dim, keepdim: bool, arg, pick):
+    def _extreme(self, dim, keepdim: bool, arg):
         x = self._data
         if dim is None:
             flat = x.reshape(-1)
@@ -624,17 +638,18 @@ class Tensor:
             np.put_along_axis(full, idx, gg, axis=d)
             return (full,)
 
+        indices = idx if keepdim else np.squeeze(idx, d)
         if not keepdim:
-            vals, idx = np.squeeze(vals, d), np.squeeze(idx, d)
-        return MaxResult(_make(vals, (self,), backward), Tensor(idx.astype(np.int64)))
+            vals = np.squeeze(vals, d)
+        return MaxResult(_make(vals, (self,), backward), Tensor(indices.astype(np.int64)))
 
     def max(self, dim=None, keepdim: bool = False):
         """The largest element, or ``(values, indices)`` along ``dim`` (as ``torch.max``)."""
-        return self._extreme(dim, keepdim, np.argmax, np.max)
+        return self._extreme(dim, keepdim, np.argmax)
 
     def min(self, dim=None, keepdim: bool = False):
         """The smallest element, or ``(values, indices)`` along ``dim`` (as ``torch.min``)."""
-        return self._extreme(dim, keepdim, np.argmin, np.min)
+        return self._extreme(dim, keepdim, np.argmin)
 
     def argmax(self, dim=None, keepdim: bool = False) -> Tensor:
         """Index of the largest element (of the flattened tensor when ``dim`` is None)."""
@@ -737,6 +752,33 @@ class Tensor:
         self._data[index] = _to_array(value) if isinstance(value, (Tensor, list)) else value
 
 
+def _unwrap(x):
+    """Tensors inside (nested tuples/lists/dicts of) ``x`` replaced by their ndarrays."""
+    if isinstance(x, Tensor):
+        return x._data
+    if isinstance(x, (list, tuple)):
+        return type(x)(_unwrap(v) for v in x)
+    if isinstance(x, dict):
+        return {k: _unwrap(v) for k, v in x.items()}
+    return x
+
+
+_UFUNC_OPS = {
+    np.add: operator.add,
+    np.subtract: operator.sub,
+    np.multiply: operator.mul,
+    np.true_divide: operator.truediv,
+    np.power: operator.pow,
+    np.matmul: operator.matmul,
+    np.less: operator.lt,
+    np.less_equal: operator.le,
+    np.greater: operator.gt,
+    np.greater_equal: operator.ge,
+    np.equal: operator.eq,
+    np.not_equal: operator.ne,
+}
+
+
 def matmul(a, b) -> Tensor:
     """Matrix product with ``np.matmul`` broadcasting, on myelin's GEMM (``torch.matmul``)."""
     a, b = as_tensor(a), as_tensor(b)
@@ -750,10 +792,10 @@ def matmul(a, b) -> Tensor:
         xa = x if x.ndim > 1 else x.reshape(1, -1)
         yb = y if y.ndim > 1 else y.reshape(-1, 1)
         gg = g
-        if x.ndim == 1:
-            gg = np.expand_dims(gg, -2)
         if y.ndim == 1:
             gg = np.expand_dims(gg, -1)
+        if x.ndim == 1:
+            gg = np.expand_dims(gg, -2)
         if a.requires_grad:
             ga = ops.matmul(gg, yb, trans_b=True)
             ga = unbroadcast(ga, xa.shape).reshape(x.shape)
