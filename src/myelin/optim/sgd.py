@@ -1,0 +1,93 @@
+"""``SGD``: stochastic gradient descent with momentum, dampening, Nesterov and weight decay."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from myelin import ops
+from myelin.optim.optimizer import Optimizer, _check_bool, _check_real
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent (``torch.optim.SGD``,
+    https://pytorch.org/docs/stable/generated/torch.optim.SGD.html).
+
+    With ``g`` the gradient (negated when ``maximize``), each step computes
+    ``g += weight_decay * p``; with momentum ``b = g`` on the first step, then
+    ``b = momentum * b + (1 - dampening) * g``, and ``g = g + momentum * b`` (Nesterov) or
+    ``g = b``; finally ``p -= lr * g``. One fused kernel call per parameter
+    (:func:`myelin.ops.sgd_step`).
+
+    Parameters
+    ----------
+    params : iterable of Tensor or of dict
+        Tensors to optimize, or parameter groups (see :class:`Optimizer`).
+    lr : float
+        Learning rate, >= 0.
+    momentum : float
+        Momentum factor, >= 0.
+    dampening : float
+        Dampening of the momentum.
+    weight_decay : float
+        L2 penalty, >= 0.
+    nesterov : bool
+        Nesterov momentum (needs ``momentum > 0`` and ``dampening == 0``).
+    maximize : bool
+        Maximize the objective instead of minimizing it.
+
+    State per parameter: ``momentum_buffer`` (only when ``momentum != 0``).
+    """
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+        *,
+        maximize: bool = False,
+    ) -> None:
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "dampening": dampening,
+            "weight_decay": weight_decay,
+            "nesterov": nesterov,
+            "maximize": maximize,
+        }
+        super().__init__(params, defaults)
+
+    def _check_group(self, group: dict) -> None:
+        _check_real(group["lr"], "lr", 0.0)
+        _check_real(group["momentum"], "momentum", 0.0)
+        _check_real(group["dampening"], "dampening")
+        _check_real(group["weight_decay"], "weight_decay", 0.0)
+        group["nesterov"] = _check_bool(group["nesterov"], "nesterov")
+        group["maximize"] = _check_bool(group["maximize"], "maximize")
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError(
+                f"Nesterov momentum requires a momentum > 0 and zero dampening, got "
+                f"momentum={group['momentum']}, dampening={group['dampening']}"
+            )
+
+    def _update(self, param: np.ndarray, grad: np.ndarray, state: dict, group: dict) -> None:
+        if group["maximize"]:
+            grad = -grad
+        buf = None
+        first = False
+        if group["momentum"] != 0:
+            first = state.get("momentum_buffer") is None
+            buf = self._buffer(state, "momentum_buffer", param)
+        ops.sgd_step(
+            param,
+            grad,
+            buf,
+            lr=group["lr"],
+            momentum=group["momentum"],
+            dampening=group["dampening"],
+            nesterov=group["nesterov"],
+            weight_decay=group["weight_decay"],
+            first_step=first,
+        )
