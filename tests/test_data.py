@@ -473,3 +473,11 @@ def test_normalize_errors():
         norm.load_state_dict({"mean": np.zeros(3)})
     with pytest.raises(ValueError, match="positive"):
         norm.load_state_dict({"mean": np.zeros(3), "std": np.zeros(3)})
+
+
+def test_pytorch_worker_options_are_accepted():
+    ds = TensorDataset(np.arange(10.0).reshape(5, 2), np.arange(5))
+    loader = DataLoader(ds, batch_size=2, num_workers=2, pin_memory=True)
+    assert sum(len(b[1]) for b in loader) == 5
+    with pytest.raises(ValueError, match="num_workers"):
+        DataLoader(ds, num_workers=-1)

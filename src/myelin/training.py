@@ -1,1 +1,983 @@
-"""Keras-style training on any Module: compile, fit, evaluate, predict."""
+"""Keras-style training on any Module: ``compile``, ``fit``, ``evaluate``, ``predict``
+(https://keras.io/api/models/model_training_apis/).
+
+``nn.Module.compile/fit/evaluate/predict`` call these functions, so every model trains the Keras
+way::
+
+    model = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 3), nn.Softmax(dim=1))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    history = model.fit(x, y, epochs=20, batch_size=32, validation_split=0.2)
+    probs = model.predict(x_test)
+
+The string losses are computed on logits. When a Sequential ends in the probability op that
+matches its loss (``nn.Softmax`` for the cross-entropies, ``nn.Sigmoid`` for
+``"binary_crossentropy"``), ``compile`` splits it off: ``fit``/``evaluate`` compute the loss on
+the logits (stable, one fused kernel), while ``predict`` still returns the model's probabilities,
+as Keras does for a softmax output.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import operator
+import os
+import sys
+import time
+import warnings
+from contextlib import contextmanager
+
+import numpy as np
+
+from myelin import _random, ops
+from myelin._autograd import no_grad
+from myelin.callbacks import History, _CallbackList, _check_callbacks
+from myelin.tensor import Tensor
+
+__all__ = ["compile", "evaluate", "fit", "predict"]
+
+_LOSSES = {
+    "sparse_categorical_crossentropy": "sparse",
+    "categorical_crossentropy": "categorical",
+    "binary_crossentropy": "binary",
+    "mse": "mse",
+    "mean_squared_error": "mse",
+}
+# name -> (class in myelin.optim, Keras' default learning rate)
+_OPTIMIZERS = {
+    "adam": ("Adam", 1e-3),
+    "adamw": ("AdamW", 1e-3),
+    "sgd": ("SGD", 1e-2),
+    "rmsprop": ("RMSprop", 1e-3),
+}
+_METRICS = ("accuracy", "acc")
+_PROGRESS_INTERVAL = 0.1  # seconds between two redraws of the progress bar on a terminal
+
+
+class _Compiled:
+    """What ``compile`` decided: how to get logits, the loss, the metrics, the optimizer."""
+
+    __slots__ = (
+        "builder",
+        "optimizer",
+        "kind",
+        "loss_fn",
+        "logits_fn",
+        "split",
+        "threshold",
+        "metrics",
+    )
+
+    def __init__(self, **kw) -> None:
+        for k, v in kw.items():
+            setattr(self, k, v)
+
+
+# ---------------------------------------------------------------- compile
+
+
+def compile(model, optimizer="adam", loss=None, metrics=()):
+    """Configure ``model`` for :func:`fit` and :func:`evaluate` (``keras.Model.compile``).
+
+    Parameters
+    ----------
+    model : nn.Module
+    optimizer : str, myelin.optim.Optimizer, or optimizer spec
+        ``"adam"``, ``"adamw"``, ``"sgd"`` or ``"rmsprop"`` builds that optimizer over
+        ``model.parameters()`` with Keras' default learning rate (0.001, 0.001, 0.01, 0.001).
+        An Optimizer instance is used as it is. An object with a ``build(parameters)`` method
+        (the Keras-style specs of ``myelin.keras.optimizers``) is built over the parameters,
+        at the first ``fit`` if the model has none yet (lazily built models).
+    loss : str or callable
+        ``"sparse_categorical_crossentropy"`` (integer labels ``(N,)``),
+        ``"categorical_crossentropy"`` (one-hot or probability targets ``(N, C)``),
+        ``"binary_crossentropy"`` (0/1 targets, reshaped to the output shape, e.g. ``(N,)``
+        against ``(N, 1)``), ``"mse"``/``"mean_squared_error"``; all on logits, with the final
+        Softmax/Sigmoid of a Sequential split off (see the module docstring). Or a loss module or
+        callable ``(outputs, targets) -> scalar Tensor`` applied to the model's outputs as they
+        are (PyTorch semantics).
+    metrics : list of str
+        ``"accuracy"`` (or ``"acc"``, logged under that name): argmax against integer labels or
+        one-hot targets; for one output per sample, output > 0 on logits (> 0.5 when the loss is
+        not on logits) against 0/1 labels.
+
+    Sets ``model.optimizer`` (None until built for a lazy model), ``model.loss_fn``,
+    ``model.compiled_metrics`` and ``model._compile_config`` (JSON-able: optimizer name and
+    learning rate when given by name, loss name, metric names).
+    """
+    from myelin.nn import Module
+
+    if not isinstance(model, Module):
+        raise TypeError(f"model must be a myelin.nn.Module, got {type(model).__name__}")
+    kind, loss_fn, loss_name = _resolve_loss(loss)
+    names = _resolve_metrics(metrics)
+    logits_fn, split = _logits_fn(model, kind)
+    _warn_activation_mismatch(model, kind, loss_fn, split)
+    builder, opt, opt_config = _resolve_optimizer(optimizer)
+    if opt is None:
+        params = list(model.parameters())
+        if params:
+            opt = builder(params)
+    state = _Compiled(
+        builder=builder,
+        optimizer=opt,
+        kind=kind,
+        loss_fn=loss_fn,
+        logits_fn=logits_fn,
+        split=split,
+        threshold=0.0 if _loss_on_logits(kind, loss_fn) else 0.5,
+        metrics=names,
+    )
+    config = {"optimizer": opt_config, "loss": loss_name, "metrics": list(names)}
+    for attr, value in (
+        ("_compiled", state),
+        ("optimizer", opt),
+        ("loss_fn", loss_fn),
+        ("compiled_metrics", list(names)),
+        ("_compile_config", config),
+        ("stop_training", False),
+    ):
+        # plain attributes: a loss module must not become a registered submodule
+        object.__setattr__(model, attr, value)
+    return None
+
+
+def _resolve_loss(loss):
+    from myelin import nn
+
+    if loss is None:
+        return None, None, None
+    if isinstance(loss, str):
+        kind = _LOSSES.get(loss.lower())
+        if kind is None:
+            raise ValueError(f"loss must be one of {sorted(_LOSSES)} or a callable, got {loss!r}")
+        fn = {
+            "sparse": nn.CrossEntropyLoss,
+            "categorical": nn.CrossEntropyLoss,
+            "binary": nn.BCEWithLogitsLoss,
+            "mse": nn.MSELoss,
+        }[kind]()
+        return kind, fn, loss.lower()
+    if not callable(loss):
+        raise TypeError(
+            f"loss must be a loss name, a loss module or a callable (outputs, targets) -> Tensor, "
+            f"got {type(loss).__name__}"
+        )
+    return "custom", loss, None
+
+
+def _resolve_metrics(metrics) -> list:
+    if metrics is None:
+        return []
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    try:
+        items = list(metrics)
+    except TypeError:
+        raise TypeError(
+            f"metrics must be a list of metric names, got {type(metrics).__name__}"
+        ) from None
+    names = []
+    for m in items:
+        if not isinstance(m, str):
+            raise TypeError(
+                f"metrics holds a {type(m).__name__}; expected names, one of {_METRICS}"
+            )
+        if m.lower() not in _METRICS:
+            raise ValueError(f"unknown metric {m!r}; valid metrics: {list(_METRICS)}")
+        if m.lower() not in names:
+            names.append(m.lower())
+    return names
+
+
+def _resolve_optimizer(optimizer):
+    """``(builder(params) -> Optimizer, optimizer instance or None, JSON config or None)``."""
+    from myelin import optim
+
+    if isinstance(optimizer, str):
+        key = optimizer.lower()
+        if key not in _OPTIMIZERS:
+            raise ValueError(
+                f"optimizer must be one of {sorted(_OPTIMIZERS)}, an Optimizer or an optimizer "
+                f"spec, got {optimizer!r}"
+            )
+        cls_name, lr = _OPTIMIZERS[key]
+        cls = getattr(optim, cls_name)
+        return (lambda params: cls(params, lr=lr)), None, {"name": key, "lr": lr}
+    if isinstance(optimizer, optim.Optimizer):
+        return None, optimizer, None
+    build = getattr(optimizer, "build", None)
+    if callable(build):
+        config = None
+        get_config = getattr(optimizer, "get_config", None)
+        if callable(get_config):
+            config = {"name": type(optimizer).__name__.lower(), **get_config()}
+            try:
+                json.dumps(config)
+            except (TypeError, ValueError):
+                config = None
+        return build, None, config
+    raise TypeError(
+        f"optimizer must be a name {sorted(_OPTIMIZERS)}, a myelin.optim.Optimizer or an object "
+        f"with build(parameters), got {type(optimizer).__name__}"
+    )
+
+
+def _logits_fn(model, kind):
+    """The function of the input whose output the loss sees, and whether an activation was split
+    off the model's end."""
+    from myelin.nn import LogSoftmax, Sequential, Sigmoid, Softmax
+
+    want = {"sparse": "softmax", "categorical": "softmax", "binary": "sigmoid"}.get(kind)
+    if want is None or not isinstance(model, Sequential) or len(model) == 0:
+        return model, False
+    last = model[-1]
+    if want == "softmax" and isinstance(last, Softmax) and not isinstance(last, LogSoftmax):
+        if last.dim in (-1, 1):
+            return model[:-1], True
+    if want == "sigmoid" and isinstance(last, Sigmoid):
+        return model[:-1], True
+    forward_logits = getattr(last, "forward_logits", None)
+    if getattr(last, "split_activation", None) == want and callable(forward_logits):
+        body = model[:-1]
+        return (lambda x: forward_logits(body(x))), True
+    return model, False
+
+
+def _loss_on_logits(kind, loss_fn) -> bool:
+    from myelin import nn
+
+    if kind == "binary":
+        return True
+    return isinstance(loss_fn, nn.BCEWithLogitsLoss) or (
+        loss_fn is nn.functional.binary_cross_entropy_with_logits
+    )
+
+
+def _warn_activation_mismatch(model, kind, loss_fn, split: bool) -> None:
+    """Warn when a loss on logits meets a model that ends in a probability op it cannot split."""
+    from myelin import nn
+
+    if split or not isinstance(model, nn.Sequential) or len(model) == 0:
+        return
+    last = model[-1]
+    softmax = isinstance(last, nn.Softmax) and not isinstance(last, nn.LogSoftmax)
+    sigmoid = isinstance(last, nn.Sigmoid)
+    ce = kind in ("sparse", "categorical") or isinstance(loss_fn, nn.CrossEntropyLoss)
+    bce = kind == "binary" or isinstance(loss_fn, nn.BCEWithLogitsLoss)
+    if (ce and (softmax or sigmoid)) or (bce and (softmax or sigmoid)):
+        name = type(last).__name__
+        warnings.warn(
+            f"compile: the model ends in {name} but the loss is computed on logits, so training "
+            f"would apply it twice. Drop the final {name}, or compile with the matching loss "
+            f"name ('sparse_categorical_crossentropy' after Softmax, 'binary_crossentropy' after "
+            f"Sigmoid), which splits it off.",
+            UserWarning,
+            stacklevel=_stacklevel(),
+        )
+
+
+def _stacklevel() -> int:
+    """The stacklevel that points a warning at the first caller outside myelin."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(here):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
+def _compiled(model) -> _Compiled:
+    state = model.__dict__.get("_compiled")
+    if state is None:
+        raise RuntimeError("call model.compile(...) first")
+    if state.loss_fn is None:
+        raise RuntimeError("the model was compiled without a loss: call model.compile(loss=...)")
+    return state
+
+
+def _build_optimizer(model, state: _Compiled) -> None:
+    params = list(model.parameters())
+    if not params:
+        raise RuntimeError(
+            f"{type(model).__name__} has no parameters after a forward pass; there is nothing "
+            f"for the optimizer to train"
+        )
+    state.optimizer = state.builder(params)
+    object.__setattr__(model, "optimizer", state.optimizer)
+
+
+# ---------------------------------------------------------------- data
+
+
+def _as_array(a, name: str) -> np.ndarray:
+    if isinstance(a, Tensor):
+        arr = a._data
+    elif isinstance(a, np.ndarray):
+        arr = a
+    else:
+        try:
+            arr = np.asarray(a)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"{name} could not be converted to an array ({exc}); expected an ndarray, a "
+                f"myelin Tensor or nested lists of numbers"
+            ) from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{name} has dtype {arr.dtype}; expected numbers (an ndarray, a myelin Tensor or "
+            f"nested lists of numbers)"
+        )
+    if arr.ndim == 0:
+        raise ValueError(f"{name} is a scalar; expected an array with one row per sample")
+    return arr
+
+
+def _param_dtype(model) -> np.dtype:
+    for p in model.parameters():
+        if p._data.dtype.kind == "f":
+            return p._data.dtype
+    return np.dtype(np.float32)
+
+
+def _inputs(x, dtype: np.dtype, name: str) -> np.ndarray:
+    arr = _as_array(x, name)
+    return arr if arr.dtype == dtype else arr.astype(dtype)
+
+
+def _targets(y, kind, dtype: np.dtype, name: str) -> np.ndarray:
+    """Targets as the loss wants them: int64 labels for the sparse cross-entropy, floats of the
+    parameters' dtype for the others; integer labels stay int64 for a custom loss."""
+    arr = _as_array(y, name)
+    if kind == "sparse":
+        if arr.ndim == 2 and arr.shape[1] == 1:
+            arr = arr.reshape(-1)
+        if arr.dtype.kind == "f":
+            if not (np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))):
+                raise ValueError(
+                    f"{name} holds non-integer values; sparse_categorical_crossentropy expects "
+                    f"integer class labels (use categorical_crossentropy for probabilities)"
+                )
+        return arr if arr.dtype == np.int64 else arr.astype(np.int64)
+    if kind == "custom" and arr.dtype.kind in "biu":
+        return arr if arr.dtype == np.int64 else arr.astype(np.int64)
+    return arr if arr.dtype == dtype else arr.astype(dtype)
+
+
+class _ArrayBatches:
+    """Minibatches of in-memory arrays by fancy indexing; a new permutation per pass."""
+
+    def __init__(self, x: np.ndarray, y, batch_size: int, shuffle: bool) -> None:
+        self.x, self.y = x, y
+        self.n = len(x)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.steps = -(-self.n // batch_size)
+
+    def __iter__(self):
+        bs = self.batch_size
+        if self.shuffle:
+            order = _random.get_rng().permutation(self.n)
+            for s in range(0, self.n, bs):
+                idx = order[s : s + bs]
+                yield self.x[idx], None if self.y is None else self.y[idx]
+        else:
+            for s in range(0, self.n, bs):
+                yield self.x[s : s + bs], None if self.y is None else self.y[s : s + bs]
+
+
+class _LoaderBatches:
+    """Batches of an iterable of ``(inputs, targets)`` pairs (e.g. a DataLoader), converted."""
+
+    def __init__(self, loader, kind, dtype: np.dtype, name: str, targets: bool = True) -> None:
+        self.loader = loader
+        self.kind = kind
+        self.dtype = dtype
+        self.name = name
+        self.targets = targets
+        try:
+            self.steps = len(loader)
+        except TypeError:
+            self.steps = None
+
+    def __iter__(self):
+        for j, batch in enumerate(self.loader):
+            if isinstance(batch, (tuple, list)) and len(batch) == 2:
+                xb, yb = batch
+            elif not self.targets:
+                xb, yb = batch, None
+            else:
+                raise ValueError(
+                    f"batch {j} of {self.name} is a {type(batch).__name__}"
+                    f"{f' of length {len(batch)}' if isinstance(batch, (tuple, list)) else ''}; "
+                    f"expected a pair (inputs, targets)"
+                )
+            xb = _inputs(xb, self.dtype, f"{self.name} batch {j} inputs")
+            if self.targets:
+                yb = _targets(yb, self.kind, self.dtype, f"{self.name} batch {j} targets")
+                if len(xb) != len(yb):
+                    raise ValueError(
+                        f"batch {j} of {self.name} has {len(xb)} inputs but {len(yb)} targets"
+                    )
+            yield xb, yb
+
+
+def _is_batches(x) -> bool:
+    """Whether ``x`` is an iterable of batches rather than array data."""
+    if isinstance(x, (np.ndarray, Tensor, str, bytes)) or hasattr(x, "__array__"):
+        return False
+    return hasattr(x, "__iter__")
+
+
+def _pair(x, y, kind, dtype, batch_size: int, shuffle: bool, what: str) -> _ArrayBatches:
+    if y is None:
+        raise ValueError(f"{what}: y is None; pass targets, or x as an iterable of (x, y) batches")
+    xa = _inputs(x, dtype, "x")
+    ya = _targets(y, kind, dtype, "y")
+    if len(xa) != len(ya):
+        raise ValueError(f"{what}: x has {len(xa)} samples but y has {len(ya)}; expected as many")
+    if len(xa) == 0:
+        raise ValueError(f"{what}: x has no samples")
+    return _ArrayBatches(xa, ya, batch_size, shuffle)
+
+
+def _data(x, y, kind, dtype, batch_size: int, shuffle: bool, what: str):
+    if y is None and _is_batches(x):
+        return _LoaderBatches(x, kind, dtype, "x")
+    return _pair(x, y, kind, dtype, batch_size, shuffle, what)
+
+
+def _validation(data, kind, dtype, batch_size: int):
+    if isinstance(data, (tuple, list)):
+        if len(data) != 2:
+            raise ValueError(
+                f"validation_data must be a pair (x_val, y_val), got a {type(data).__name__} of "
+                f"length {len(data)} (sample weights are not supported)"
+            )
+        xv, yv = data
+        xa = _inputs(xv, dtype, "validation_data x")
+        ya = _targets(yv, kind, dtype, "validation_data y")
+        if len(xa) != len(ya):
+            raise ValueError(
+                f"validation_data: x has {len(xa)} samples but y has {len(ya)}; expected as many"
+            )
+        if len(xa) == 0:
+            raise ValueError("validation_data: x has no samples")
+        return _ArrayBatches(xa, ya, batch_size, shuffle=False)
+    if _is_batches(data):
+        return _LoaderBatches(data, kind, dtype, "validation_data")
+    raise TypeError(
+        f"validation_data must be a pair (x_val, y_val) or an iterable of batches, got "
+        f"{type(data).__name__}"
+    )
+
+
+# ---------------------------------------------------------------- one step
+
+
+def _loss(state: _Compiled, out, t: np.ndarray):
+    """The compiled loss of outputs ``out`` (a Tensor) against targets ``t`` (ndarray)."""
+    if not isinstance(out, Tensor):
+        raise TypeError(f"the model returned a {type(out).__name__}; expected a myelin Tensor")
+    kind = state.kind
+    if kind in ("binary", "mse") and t.shape != out._data.shape:
+        if t.size != out._data.size:
+            raise ValueError(
+                f"the model outputs shape {out._data.shape} but the targets have shape {t.shape}; "
+                f"{'binary_crossentropy' if kind == 'binary' else 'mse'} expects one target per "
+                f"output"
+            )
+        t = t.reshape(out._data.shape)
+    elif kind == "categorical" and t.shape != out._data.shape:
+        raise ValueError(
+            f"categorical_crossentropy expects one-hot targets of the outputs' shape "
+            f"{out._data.shape}, got targets of shape {t.shape} (for integer labels use "
+            f"'sparse_categorical_crossentropy')"
+        )
+    loss = state.loss_fn(out, Tensor(t))
+    if not isinstance(loss, Tensor) or loss._data.size != 1:
+        what = loss._data.shape if isinstance(loss, Tensor) else type(loss).__name__
+        raise ValueError(f"the loss must return a scalar Tensor, got {what}")
+    return loss
+
+
+def _accuracy(out: np.ndarray, t: np.ndarray, threshold: float) -> float:
+    """Mean accuracy of a batch, computed on arrays (no graph)."""
+    if out.ndim >= 2 and out.shape[-1] > 1:
+        pred = out.argmax(axis=-1)
+        if t.shape == out.shape:
+            true = t.argmax(axis=-1)
+        elif t.size == pred.size:
+            true = t.reshape(pred.shape)
+        else:
+            raise ValueError(
+                f"accuracy: outputs of shape {out.shape} need targets of shape {pred.shape} "
+                f"(labels) or {out.shape} (one-hot), got {t.shape}"
+            )
+        return float(np.mean(pred == true))
+    if t.size != out.size:
+        raise ValueError(
+            f"accuracy: outputs of shape {out.shape} need one 0/1 target per output, got targets "
+            f"of shape {t.shape}"
+        )
+    pred = (out.reshape(-1) > threshold).astype(t.dtype)
+    return float(np.mean(pred == t.reshape(-1)))
+
+
+class _Running:
+    """Sample-weighted running means of the loss and the metrics over an epoch."""
+
+    def __init__(self, metrics: list) -> None:
+        self.metrics = metrics
+        self.n = 0
+        self.loss = 0.0
+        self.sums = [0.0] * len(metrics)
+
+    def add(self, state: _Compiled, loss: float, out: np.ndarray, t: np.ndarray, n: int) -> None:
+        self.n += n
+        self.loss += loss * n
+        if self.metrics:
+            acc = _accuracy(out, t, state.threshold)
+            for i in range(len(self.metrics)):
+                self.sums[i] += acc * n
+
+    def logs(self) -> dict:
+        n = self.n or math.nan
+        logs = {"loss": self.loss / n}
+        for name, s in zip(self.metrics, self.sums, strict=True):
+            logs[name] = s / n
+        return logs
+
+
+@contextmanager
+def _inference(model):
+    """Eval mode and no graph; every module's previous mode is restored afterwards."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with no_grad():
+            yield
+    finally:
+        for m, flag in modes:
+            object.__setattr__(m, "training", flag)
+
+
+def _run_test(model, state: _Compiled, batches, cbs=None) -> dict:
+    """Loss and metrics of ``batches`` in eval mode without a graph."""
+    if cbs is not None:
+        cbs.call("on_test_begin", {})
+    run = _Running(state.metrics)
+    with _inference(model):
+        for j, (xb, yb) in enumerate(batches):
+            if cbs is not None and cbs.wants("test_begin"):
+                cbs.call_batch("test_begin", j, {})
+            out = state.logits_fn(Tensor(xb))
+            loss = _loss(state, out, yb)
+            run.add(state, float(loss._data), out._data, yb, len(xb))
+            if cbs is not None and cbs.wants("test_end"):
+                cbs.call_batch("test_end", j, run.logs())
+    if run.n == 0:
+        raise ValueError("the evaluation data produced no batches")
+    logs = run.logs()
+    if cbs is not None:
+        cbs.call("on_test_end", dict(logs))
+    return logs
+
+
+# ---------------------------------------------------------------- progress
+
+
+class _Progress:
+    """Keras-like progress output: a bar redrawn in place on a terminal (verbose=1), or one
+    line per epoch (verbose=2, or verbose=1 when stdout is not a terminal, as in CI logs)."""
+
+    def __init__(self, verbose: int, epochs: int, steps) -> None:
+        self.verbose = verbose
+        self.stream = sys.stdout
+        try:
+            tty = self.stream.isatty()
+        except (AttributeError, ValueError):
+            tty = False
+        self.live = verbose == 1 and tty
+        self.epochs = epochs
+        self.steps = steps
+        self.width = 0
+
+    def epoch_begin(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.t0 = time.perf_counter()
+        self.last = -math.inf
+
+    def _line(self, step: int, logs: dict, seen: int, elapsed: float, bar: bool) -> str:
+        parts = [f"Epoch {self.epoch + 1}/{self.epochs}"]
+        if bar:
+            if self.steps:
+                done = min(step, self.steps)
+                fill = 20 * done // self.steps
+                arrow = ">" if done < self.steps else ""
+                parts.append(
+                    f"{done}/{self.steps} [{'=' * fill}{arrow}{'.' * (20 - fill - len(arrow))}]"
+                )
+            else:
+                parts.append(f"{step}/?")
+        parts.append(f"{elapsed:.1f}s")
+        parts += [f"{k}: {v:.4f}" for k, v in logs.items() if k not in ("lr", "grad_norm")]
+        if elapsed > 0:
+            parts.append(f"{seen / elapsed:,.0f} samples/s")
+        return " - ".join(parts)
+
+    def batch(self, step: int, run: _Running) -> None:
+        if not self.live:
+            return
+        now = time.perf_counter()
+        if now - self.last < _PROGRESS_INTERVAL:
+            return
+        self.last = now
+        self._write("\r" + self._pad(self._line(step, run.logs(), run.n, now - self.t0, True)))
+
+    def epoch_end(self, step: int, logs: dict, seen: int) -> None:
+        if self.verbose == 0:
+            return
+        elapsed = time.perf_counter() - self.t0
+        line = self._line(step, logs, seen, elapsed, self.verbose == 1)
+        if self.live:
+            self._write("\r" + self._pad(line) + "\n")
+            self.width = 0
+        else:
+            self._write(line + "\n")
+
+    def _pad(self, line: str) -> str:
+        pad = max(self.width - len(line), 0)
+        self.width = len(line)
+        return line + " " * pad
+
+    def _write(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()
+
+
+# ---------------------------------------------------------------- fit
+
+
+def _count(value, name: str, low: int) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got bool")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    return value
+
+
+def _verbose(verbose) -> int:
+    if verbose == "auto":
+        return 1
+    if isinstance(verbose, bool) or verbose not in (0, 1, 2):
+        raise ValueError(f"verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
+    return int(verbose)
+
+
+def _nan_message(value: float, epoch: int, batch: int) -> str:
+    return (
+        f"fit: the loss is {value} at epoch {epoch + 1}, batch {batch + 1}; training stopped "
+        f"(the weights are those before this batch). Likely causes: the learning rate is too "
+        f"high (lower it, e.g. 1e-3 with Adam); the inputs are not normalised (scale them, e.g. "
+        f"with myelin.data.Normalize); a sigmoid/softmax output is fed to a loss that expects "
+        f"logits (drop the final activation or use the matching loss name); or the data holds "
+        f"NaN or inf."
+    )
+
+
+def fit(
+    model,
+    x=None,
+    y=None,
+    epochs: int = 1,
+    batch_size: int = 32,
+    validation_split: float = 0.0,
+    validation_data=None,
+    shuffle: bool = True,
+    callbacks=(),
+    verbose=1,
+    initial_epoch: int = 0,
+) -> History:
+    """Train ``model`` for ``epochs`` passes over the data (``keras.Model.fit``).
+
+    Parameters
+    ----------
+    x : ndarray, Tensor, nested lists, or iterable of ``(x, y)`` batches
+        Inputs ``(N, ...)``, converted to the dtype of the model's parameters (float32 for a
+        model that has none yet). Or an iterable of batches such as a ``myelin.data.DataLoader``
+        (then ``y`` is None and ``batch_size``/``validation_split`` do not apply).
+    y : ndarray, Tensor or nested lists
+        Targets ``(N, ...)``: integer labels stay int64, float targets take the parameters'
+        dtype.
+    epochs : int
+        Index of the last epoch (training runs epochs ``initial_epoch .. epochs - 1``).
+    batch_size : int
+    validation_split : float in [0, 1)
+        Hold out the LAST fraction of the samples (before any shuffling) for validation, as
+        Keras does. Ignored when ``validation_data`` is given.
+    validation_data : (x_val, y_val) or iterable of batches
+    shuffle : bool
+        Draw a new order of the training samples each epoch from the default generator
+        (``myelin.manual_seed`` makes the run reproducible).
+    callbacks : list of myelin.callbacks.Callback
+    verbose : 0, 1, 2 or "auto"
+        0 silent; 1 a progress bar per epoch on a terminal (only the end-of-epoch line
+        otherwise); 2 one line per epoch.
+    initial_epoch : int
+        Epoch to resume from (0-based).
+
+    Returns
+    -------
+    myelin.callbacks.History
+        Also set as ``model.history``. Its ``history`` holds per-epoch lists of ``"loss"``, each
+        metric, ``"val_*"`` when validating, ``"lr"`` and ``"grad_norm"``.
+
+    Each step runs ``optimizer.zero_grad()``, the forward pass (on logits), the loss,
+    ``backward()``, the global gradient norm and ``optimizer.step()`` in train mode. Training
+    stops early when ``model.stop_training`` is set (checked after each batch and epoch), and on
+    the first batch whose loss is NaN or inf, with a RuntimeWarning naming the epoch and batch.
+    The train/eval mode of every module is restored at the end.
+    """
+    state = _compiled(model)
+    epochs = _count(epochs, "epochs", 0)
+    initial_epoch = _count(initial_epoch, "initial_epoch", 0)
+    batch_size = 32 if batch_size is None else _count(batch_size, "batch_size", 1)
+    verbose = _verbose(verbose)
+    try:
+        validation_split = float(validation_split)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"validation_split must be a float in [0, 1), got {type(validation_split).__name__}"
+        ) from None
+    if not 0.0 <= validation_split < 1.0:
+        raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
+    user_callbacks = _check_callbacks(callbacks)
+    dtype = _param_dtype(model)
+
+    val = None
+    sample = None
+    if y is None and _is_batches(x):
+        if validation_split:
+            raise ValueError(
+                "validation_split does not apply when x is an iterable of batches; pass "
+                "validation_data instead"
+            )
+        if iter(x) is x and epochs - initial_epoch > 1:
+            raise ValueError(
+                "x is an iterator, which can be gone through only once, but fit was asked for "
+                f"{epochs - initial_epoch} epochs; pass a DataLoader or a list of batches"
+            )
+        train = _LoaderBatches(x, state.kind, dtype, "x")
+        samples = None
+    else:
+        train = _pair(x, y, state.kind, dtype, batch_size, shuffle, "fit")
+        if validation_split and validation_data is None:
+            n = train.n
+            split_at = int(math.floor(n * (1.0 - validation_split)))
+            if split_at in (0, n):
+                raise ValueError(
+                    f"validation_split={validation_split} of {n} samples leaves "
+                    f"{split_at} for training and {n - split_at} for validation; both need "
+                    f"at least one"
+                )
+            val = _ArrayBatches(train.x[split_at:], train.y[split_at:], batch_size, False)
+            train = _ArrayBatches(train.x[:split_at], train.y[:split_at], batch_size, shuffle)
+        samples = train.n
+        sample = train.x[:1]
+    if validation_data is not None:
+        val = _validation(validation_data, state.kind, dtype, batch_size)
+
+    history = History()
+    params = {
+        "epochs": epochs,
+        "steps": train.steps,
+        "batch_size": batch_size if samples is not None else None,
+        "samples": samples,
+        "verbose": verbose,
+        "metrics": ["loss", *state.metrics],
+    }
+    # History last, as Keras: it records any key the other callbacks add to the epoch logs
+    cbs = _CallbackList([*user_callbacks, history], model, params)
+    progress = _Progress(verbose, epochs, train.steps)
+    object.__setattr__(model, "stop_training", False)
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        if state.optimizer is None:
+            _prebuild(model, state, sample)
+        _train(model, state, train, val, cbs, progress, initial_epoch, epochs)
+    finally:
+        for m, flag in modes:
+            object.__setattr__(m, "training", flag)
+    object.__setattr__(model, "history", history)
+    return history
+
+
+def _prebuild(model, state: _Compiled, sample) -> None:
+    """Build a pending optimizer before training starts, so that callbacks see it: a lazily
+    built model gets its parameters from one forward pass on one sample (eval mode, no graph).
+    Without array data, the optimizer is built at the first batch."""
+    if not any(True for _ in model.parameters()):
+        if sample is None:
+            return
+        with _inference(model):
+            model(Tensor(sample))
+    _build_optimizer(model, state)
+
+
+def _train(model, state, train, val, cbs, progress, initial_epoch: int, epochs: int) -> None:
+    params = list(model.parameters()) if state.optimizer is not None else None
+    want_begin = cbs.wants("train_begin")
+    want_end = cbs.wants("train_end")
+    logs: dict = {}
+    cbs.call("on_train_begin", {})
+    for epoch in range(initial_epoch, epochs):
+        model.train()
+        cbs.call("on_epoch_begin", epoch, {})
+        progress.epoch_begin(epoch)
+        run = _Running(state.metrics)
+        norm_sum, steps, lr, bad = 0.0, 0, None, None
+        j = -1
+        for j, (xb, yb) in enumerate(train):
+            if want_begin:
+                cbs.call_batch("train_begin", j, {})
+            model.train()
+            opt = state.optimizer
+            if opt is not None:
+                opt.zero_grad()
+            else:
+                model.zero_grad()
+            out = state.logits_fn(Tensor(xb))
+            loss = _loss(state, out, yb)
+            value = float(loss._data)
+            run.add(state, value, out._data, yb, len(xb))
+            if math.isfinite(value):
+                if state.optimizer is None:
+                    _build_optimizer(model, state)
+                if params is None:
+                    params = list(model.parameters())
+                loss.backward()
+                norm_sum += ops.global_norm([p._grad for p in params if p._grad is not None])
+                steps += 1
+                if lr is None:
+                    lr = float(state.optimizer.param_groups[0]["lr"])
+                state.optimizer.step()
+            else:
+                bad = (j, value)
+            if want_end:
+                cbs.call_batch("train_end", j, run.logs())
+            progress.batch(j + 1, run)
+            if bad is not None or model.stop_training:
+                break
+        if run.n == 0:
+            raise ValueError(f"x produced no batches in epoch {epoch + 1}")
+        logs = run.logs()
+        if val is not None:
+            for k, v in _run_test(model, state, val, cbs).items():
+                logs["val_" + k] = v
+            model.train()
+        if lr is None:
+            opt = state.optimizer
+            lr = float(opt.param_groups[0]["lr"]) if opt is not None else math.nan
+        logs["lr"] = lr
+        logs["grad_norm"] = norm_sum / steps if steps else math.nan
+        progress.epoch_end(j + 1, logs, run.n)
+        cbs.call("on_epoch_end", epoch, logs)
+        if bad is not None:
+            warnings.warn(
+                _nan_message(bad[1], epoch, bad[0]), RuntimeWarning, stacklevel=_stacklevel()
+            )
+            break
+        if model.stop_training:
+            break
+    cbs.call("on_train_end", logs)
+
+
+# ---------------------------------------------------------------- evaluate and predict
+
+
+def evaluate(
+    model,
+    x=None,
+    y=None,
+    batch_size: int = 32,
+    verbose=0,
+    return_dict: bool = False,
+    callbacks=None,
+):
+    """Loss and metrics of ``model`` on ``(x, y)`` in eval mode without a graph
+    (``keras.Model.evaluate``).
+
+    ``x``/``y`` are as in :func:`fit` (arrays, or ``x`` an iterable of batches). The loss and
+    metrics are sample-weighted means over the batches.
+
+    Returns
+    -------
+    float, list or dict
+        The loss if no metric was compiled, else ``[loss, *metrics]``; with ``return_dict`` a
+        dict ``{"loss": ..., "accuracy": ...}``.
+    """
+    state = _compiled(model)
+    batch_size = 32 if batch_size is None else _count(batch_size, "batch_size", 1)
+    verbose = _verbose(verbose)
+    cbs = None
+    user_callbacks = _check_callbacks(callbacks)
+    data = _data(x, y, state.kind, _param_dtype(model), batch_size, False, "evaluate")
+    if user_callbacks:
+        params = {"steps": data.steps, "verbose": verbose, "metrics": ["loss", *state.metrics]}
+        cbs = _CallbackList(user_callbacks, model, params)
+    logs = _run_test(model, state, data, cbs)
+    if verbose:
+        print("evaluate - " + " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
+    if return_dict:
+        return logs
+    if not state.metrics:
+        return logs["loss"]
+    return [logs["loss"], *(logs[m] for m in state.metrics)]
+
+
+def predict(model, x, batch_size: int = 32, verbose=0) -> np.ndarray:
+    """The model's outputs for ``x``, batch by batch, concatenated (``keras.Model.predict``).
+
+    Runs in eval mode (dropout off) without a graph and restores the previous train/eval mode.
+    The outputs are the model's own: probabilities for a model that ends in Softmax, even when
+    ``compile`` split it off for the loss. Needs no ``compile``.
+
+    Parameters
+    ----------
+    x : ndarray, Tensor, nested lists, or iterable of batches
+        Inputs ``(N, ...)`` (converted to the parameters' dtype), or an iterable of input
+        batches or ``(x, y)`` batches (the targets are ignored).
+    batch_size : int
+    verbose : 0, 1, 2 or "auto"
+        Non-zero prints one summary line.
+
+    Returns
+    -------
+    ndarray of shape ``(N, ...)``
+    """
+    batch_size = 32 if batch_size is None else _count(batch_size, "batch_size", 1)
+    verbose = _verbose(verbose)
+    dtype = _param_dtype(model)
+    if isinstance(x, (list, tuple)) or not _is_batches(x):
+        xa = _inputs(x, dtype, "x")
+        batches = _ArrayBatches(xa, None, batch_size, shuffle=False)
+    else:
+        batches = _LoaderBatches(x, None, dtype, "x", targets=False)
+    t0 = time.perf_counter()
+    outs = []
+    with _inference(model):
+        for xb, _ in batches:
+            out = model(Tensor(xb))
+            outs.append(out._data if isinstance(out, Tensor) else np.asarray(out))
+    if not outs:
+        raise ValueError("predict: x has no samples")
+    result = np.concatenate(outs, axis=0)
+    if verbose:
+        print(f"predict - {len(result)} samples - {time.perf_counter() - t0:.2f}s")
+    return result

@@ -304,6 +304,9 @@ class DataLoader:
         ``drop_last``.
     collate_fn : callable, optional
         Turns a list of samples into a batch; :func:`default_collate` when None.
+    num_workers, pin_memory, persistent_workers
+        Accepted for PyTorch compatibility and ignored: batches are cut in this process (one
+        fancy-indexing call per tensor is faster than handing batches between processes).
 
     Iterating yields one batch per step: for a ``TensorDataset`` (or a ``Subset`` of one) a tuple
     of Tensors cut with one fancy-indexing call per stored tensor, dtypes kept (int64 labels
@@ -324,8 +327,13 @@ class DataLoader:
         sampler=None,
         batch_sampler=None,
         collate_fn=None,
+        num_workers=0,
+        pin_memory=False,
+        persistent_workers=False,
     ) -> None:
         _check_map_style(dataset, "DataLoader: dataset")
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(f"DataLoader: num_workers must be an int >= 0, got {num_workers!r}")
         shuffle = _check_bool(shuffle, "shuffle", "DataLoader")
         drop_last = _check_bool(drop_last, "drop_last", "DataLoader")
         if collate_fn is not None and not callable(collate_fn):
