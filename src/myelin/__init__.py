@@ -8,7 +8,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from myelin import _config, callbacks, data, nn, ops, optim, reference, utils  # noqa: E402  # noqa: E402, I001
+from myelin import _config, callbacks, data, keras, nn, ops, optim, reference, utils  # noqa: E402
 from myelin._autograd import enable_grad, is_grad_enabled, no_grad  # noqa: E402
 from myelin._config import get_num_threads, set_num_threads  # noqa: E402
 from myelin._random import Generator, manual_seed  # noqa: E402
@@ -71,6 +71,7 @@ __all__ = [
     "enable_grad",
     "float32",
     "float64",
+    "keras",
     "from_numpy",
     "full",
     "get_num_threads",

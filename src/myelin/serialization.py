@@ -1,4 +1,4 @@
-"""Save and load without pickle: any nesting of arrays and plain values, and whole Sequential models.
+"""Save and load without pickle: nestings of arrays and plain values, and Sequential models.
 
 Both kinds of file are one NumPy ``.npz`` archive that plain NumPy reads with
 ``np.load(path, allow_pickle=False)``: every array is an entry of its own (a state dict's arrays
@@ -71,9 +71,7 @@ def register_layer(cls, name: str | None = None):
             f"{_LAYERS[name].__qualname__}; pass another name="
         )
     if _NAMES.get(cls, name) != name:
-        raise ValueError(
-            f"register_layer: {cls.__name__} is already registered as {_NAMES[cls]!r}"
-        )
+        raise ValueError(f"register_layer: {cls.__name__} is already registered as {_NAMES[cls]!r}")
     _LAYERS[name] = cls
     _NAMES[cls] = name
     return cls
@@ -496,7 +494,7 @@ def load_model(path, compile: bool = True):
     if not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
         raise ValueError(f"{where}: corrupt model file, layer names {names!r}")
     if model_cls is nn.Sequential:
-        model = nn.Sequential(OrderedDict(zip(names, layers)))
+        model = nn.Sequential(OrderedDict(zip(names, layers, strict=True)))
     elif names == [str(i) for i in range(len(layers))]:
         model = model_cls(layers)
     else:
