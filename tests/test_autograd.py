@@ -190,9 +190,7 @@ def test_dtype_conversion_is_differentiable():
 def test_linear(activation, xshape, bias):
     x, w, b = r(*xshape, seed=1, away_from_zero=True), r(3, 4, seed=2), r(3, seed=3)
     args = (x, w, b) if bias else (x, w)
-    out = check_autograd(
-        lambda *t: F.linear(*t, activation=activation, negative_slope=0.1), *args
-    )
+    out = check_autograd(lambda *t: F.linear(*t, activation=activation, negative_slope=0.1), *args)
     z = x @ w.T + (b if bias else 0)
     want = {
         None: z,
@@ -285,9 +283,7 @@ def test_nll_loss_matches_cross_entropy():
 def test_binary_losses_and_mse(reduction):
     x = r(4, 3)
     t = (np.random.default_rng(2).random((4, 3)) > 0.5).astype(np.float64)
-    out = check_autograd(
-        lambda a: F.binary_cross_entropy_with_logits(a, t, reduction=reduction), x
-    )
+    out = check_autograd(lambda a: F.binary_cross_entropy_with_logits(a, t, reduction=reduction), x)
     per = np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))
     want = {"mean": per.mean(), "sum": per.sum(), "none": per}[reduction]
     np.testing.assert_allclose(out.data, want, rtol=1e-12)

@@ -30,7 +30,11 @@ def test_registration_and_pytorch_keys():
     assert [p.shape for p in model.parameters()] == [(16, 3), (16,), (2, 16), (2,)]
     assert list(model.state_dict()) == names
     assert [type(m).__name__ for m in model.modules()] == [
-        "SimpleNet", "Sequential", "Linear", "ReLU", "Linear"
+        "SimpleNet",
+        "Sequential",
+        "Linear",
+        "ReLU",
+        "Linear",
     ]
     assert [type(m).__name__ for m in model.children()] == ["Sequential"]
     assert isinstance(model.net[0].weight, nn.Parameter) and model.net[0].weight.requires_grad

@@ -30,8 +30,9 @@ def test_forward_loss_and_gradients_match_torch(act):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((16, 10)).astype(np.float32)
     y = rng.integers(0, 3, 16)
-    tloss = torch.nn.CrossEntropyLoss(label_smoothing=0.1)(tmodel(torch.from_numpy(x)),
-                                                           torch.from_numpy(y))
+    tloss = torch.nn.CrossEntropyLoss(label_smoothing=0.1)(
+        tmodel(torch.from_numpy(x)), torch.from_numpy(y)
+    )
     tloss.backward()
     mloss = nn.CrossEntropyLoss(label_smoothing=0.1)(mmodel(x), y)
     mloss.backward()
@@ -72,11 +73,14 @@ def test_training_trajectory_matches_torch(name, kwargs):
         x = rng.standard_normal((8, 6)).astype(np.float32)
         y = rng.integers(0, 3, 8)
         topt.zero_grad()
-        torch.nn.functional.cross_entropy(tmodel(torch.from_numpy(x)), torch.from_numpy(y)).backward()
+        torch.nn.functional.cross_entropy(
+            tmodel(torch.from_numpy(x)), torch.from_numpy(y)
+        ).backward()
         topt.step()
         mopt.zero_grad()
         nn.functional.cross_entropy(mmodel(x), y).backward()
         mopt.step()
     for k, v in tmodel.state_dict().items():
-        np.testing.assert_allclose(mmodel.state_dict()[k], v.numpy(), rtol=1e-4, atol=1e-5,
-                                   err_msg=k)
+        np.testing.assert_allclose(
+            mmodel.state_dict()[k], v.numpy(), rtol=1e-4, atol=1e-5, err_msg=k
+        )

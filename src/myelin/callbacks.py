@@ -32,7 +32,8 @@ __all__ = [
 
 
 class Callback:
-    """Base class of callbacks (``keras.callbacks.Callback``); every hook is a no-op.
+    """Base class of callbacks (``keras.callbacks.Callback``,
+    https://keras.io/api/callbacks/base_callback/); every hook is a no-op.
 
     Attributes
     ----------
@@ -170,7 +171,7 @@ def _check_callbacks(callbacks, name: str = "callbacks") -> list:
 
 class History(Callback):
     """Records the epoch logs of a ``fit`` (``keras.callbacks.History``); ``fit`` returns it and
-    sets it as ``model.history``.
+    sets it as ``model.history`` (https://keras.io/api/callbacks/history/).
 
     Attributes
     ----------
@@ -291,7 +292,7 @@ def _scalar(value) -> float:
 
 class EarlyStopping(Callback):
     """Stop training when a monitored quantity has stopped improving
-    (``keras.callbacks.EarlyStopping``, same semantics).
+    (``keras.callbacks.EarlyStopping``, https://keras.io/api/callbacks/early_stopping/).
 
     Parameters
     ----------
@@ -427,7 +428,8 @@ def _nonneg_int(value, name: str, owner: str) -> int:
 
 class ModelCheckpoint(Callback):
     """Save the model (or its weights) at the end of each epoch
-    (``keras.callbacks.ModelCheckpoint``, ``save_freq="epoch"``).
+    (``keras.callbacks.ModelCheckpoint`` with ``save_freq="epoch"``,
+    https://keras.io/api/callbacks/model_checkpoint/).
 
     Parameters
     ----------
@@ -543,7 +545,8 @@ class ModelCheckpoint(Callback):
 
 
 class LearningRateScheduler(Callback):
-    """Change the learning rate once per epoch (``keras.callbacks.LearningRateScheduler``).
+    """Change the learning rate once per epoch (``keras.callbacks.LearningRateScheduler``,
+    https://keras.io/api/callbacks/learning_rate_scheduler/).
 
     Parameters
     ----------
@@ -648,16 +651,16 @@ def _is_plateau(scheduler) -> bool:
 
 class TerminateOnNaN(Callback):
     """Stop training at the first batch whose loss is NaN or infinite
-    (``keras.callbacks.TerminateOnNaN``).
+    (``keras.callbacks.TerminateOnNaN``, https://keras.io/api/callbacks/terminate_on_nan/).
 
     ``fit`` already stops (with a warning) on a non-finite loss; this callback also makes it
-    explicit and prints the batch.
+    explicit and prints the batch (counted from 1, as the progress bar does).
     """
 
     def on_train_batch_end(self, batch: int, logs=None) -> None:
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(_scalar(loss)):
-            print(f"Batch {batch}: invalid loss, terminating training")
+            print(f"Batch {batch + 1}: invalid loss, terminating training")
             self.model.stop_training = True
 
 
@@ -678,7 +681,8 @@ _LAMBDA_HOOKS = (
 
 
 class LambdaCallback(Callback):
-    """A callback made of plain functions (``keras.callbacks.LambdaCallback``).
+    """A callback made of plain functions (``keras.callbacks.LambdaCallback``,
+    https://keras.io/api/callbacks/lambda_callback/).
 
     Pass any of ``on_train_begin(logs)``, ``on_train_end(logs)``, ``on_epoch_begin(epoch, logs)``,
     ``on_epoch_end(epoch, logs)``, ``on_train_batch_begin(batch, logs)``,

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from myelin import _random, ops
+from myelin import _random, nn, ops, optim
 from myelin._autograd import no_grad
 from myelin.callbacks import History, _CallbackList, _check_callbacks
 from myelin.tensor import Tensor
@@ -77,7 +77,8 @@ class _Compiled:
 
 
 def compile(model, optimizer="adam", loss=None, metrics=()):
-    """Configure ``model`` for :func:`fit` and :func:`evaluate` (``keras.Model.compile``).
+    """Configure ``model`` for :func:`fit` and :func:`evaluate` (``keras.Model.compile``,
+    https://keras.io/api/models/model_training_apis/).
 
     Parameters
     ----------
@@ -105,9 +106,7 @@ def compile(model, optimizer="adam", loss=None, metrics=()):
     ``model.compiled_metrics`` and ``model._compile_config`` (JSON-able: optimizer name and
     learning rate when given by name, loss name, metric names).
     """
-    from myelin.nn import Module
-
-    if not isinstance(model, Module):
+    if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a myelin.nn.Module, got {type(model).__name__}")
     kind, loss_fn, loss_name = _resolve_loss(loss)
     names = _resolve_metrics(metrics)
@@ -143,8 +142,6 @@ def compile(model, optimizer="adam", loss=None, metrics=()):
 
 
 def _resolve_loss(loss):
-    from myelin import nn
-
     if loss is None:
         return None, None, None
     if isinstance(loss, str):
@@ -192,8 +189,6 @@ def _resolve_metrics(metrics) -> list:
 
 def _resolve_optimizer(optimizer):
     """``(builder(params) -> Optimizer, optimizer instance or None, JSON config or None)``."""
-    from myelin import optim
-
     if isinstance(optimizer, str):
         key = optimizer.lower()
         if key not in _OPTIMIZERS:
@@ -226,16 +221,14 @@ def _resolve_optimizer(optimizer):
 def _logits_fn(model, kind):
     """The function of the input whose output the loss sees, and whether an activation was split
     off the model's end."""
-    from myelin.nn import LogSoftmax, Sequential, Sigmoid, Softmax
-
     want = {"sparse": "softmax", "categorical": "softmax", "binary": "sigmoid"}.get(kind)
-    if want is None or not isinstance(model, Sequential) or len(model) == 0:
+    if want is None or not isinstance(model, nn.Sequential) or len(model) == 0:
         return model, False
     last = model[-1]
-    if want == "softmax" and isinstance(last, Softmax) and not isinstance(last, LogSoftmax):
+    if want == "softmax" and isinstance(last, nn.Softmax) and not isinstance(last, nn.LogSoftmax):
         if last.dim in (-1, 1):
             return model[:-1], True
-    if want == "sigmoid" and isinstance(last, Sigmoid):
+    if want == "sigmoid" and isinstance(last, nn.Sigmoid):
         return model[:-1], True
     forward_logits = getattr(last, "forward_logits", None)
     if getattr(last, "split_activation", None) == want and callable(forward_logits):
@@ -245,8 +238,6 @@ def _logits_fn(model, kind):
 
 
 def _loss_on_logits(kind, loss_fn) -> bool:
-    from myelin import nn
-
     if kind == "binary":
         return True
     return isinstance(loss_fn, nn.BCEWithLogitsLoss) or (
@@ -256,8 +247,6 @@ def _loss_on_logits(kind, loss_fn) -> bool:
 
 def _warn_activation_mismatch(model, kind, loss_fn, split: bool) -> None:
     """Warn when a loss on logits meets a model that ends in a probability op it cannot split."""
-    from myelin import nn
-
     if split or not isinstance(model, nn.Sequential) or len(model) == 0:
         return
     last = model[-1]
@@ -442,8 +431,23 @@ def _pair(x, y, kind, dtype, batch_size: int, shuffle: bool, what: str) -> _Arra
     return _ArrayBatches(xa, ya, batch_size, shuffle)
 
 
+def _batches_given(x, y, what: str) -> bool:
+    """Whether ``x`` is an iterable of ``(x, y)`` batches (a DataLoader, a list of pairs with
+    ``y`` None) rather than array data."""
+    if not _is_batches(x):
+        return False
+    if isinstance(x, (list, tuple)):
+        return y is None  # with targets, a list is nested-list data
+    if y is not None:
+        raise ValueError(
+            f"{what}: x is a {type(x).__name__} of batches, so y must be None (the batches hold "
+            f"the targets)"
+        )
+    return True
+
+
 def _data(x, y, kind, dtype, batch_size: int, shuffle: bool, what: str):
-    if y is None and _is_batches(x):
+    if _batches_given(x, y, what):
         return _LoaderBatches(x, kind, dtype, "x")
     return _pair(x, y, kind, dtype, batch_size, shuffle, what)
 
@@ -515,14 +519,14 @@ def _accuracy(out: np.ndarray, t: np.ndarray, threshold: float) -> float:
                 f"accuracy: outputs of shape {out.shape} need targets of shape {pred.shape} "
                 f"(labels) or {out.shape} (one-hot), got {t.shape}"
             )
-        return float(np.mean(pred == true))
+        return np.count_nonzero(pred == true) / pred.size
     if t.size != out.size:
         raise ValueError(
             f"accuracy: outputs of shape {out.shape} need one 0/1 target per output, got targets "
             f"of shape {t.shape}"
         )
     pred = (out.reshape(-1) > threshold).astype(t.dtype)
-    return float(np.mean(pred == t.reshape(-1)))
+    return np.count_nonzero(pred == t.reshape(-1)) / pred.size
 
 
 class _Running:
@@ -608,8 +612,11 @@ class _Progress:
         self.epoch = epoch
         self.t0 = time.perf_counter()
         self.last = -math.inf
+        self.busy = None
 
-    def _line(self, step: int, logs: dict, seen: int, elapsed: float, bar: bool) -> str:
+    def _line(self, step: int, logs: dict, seen: int, elapsed: float, bar: bool, busy=None) -> str:
+        """One status line; the throughput is ``seen`` samples over ``busy`` seconds of training
+        (``elapsed`` when None), validation time excluded."""
         parts = [f"Epoch {self.epoch + 1}/{self.epochs}"]
         if bar:
             if self.steps:
@@ -623,8 +630,9 @@ class _Progress:
                 parts.append(f"{step}/?")
         parts.append(f"{elapsed:.1f}s")
         parts += [f"{k}: {v:.4f}" for k, v in logs.items() if k not in ("lr", "grad_norm")]
-        if elapsed > 0:
-            parts.append(f"{seen / elapsed:,.0f} samples/s")
+        busy = elapsed if busy is None else busy
+        if busy > 0:
+            parts.append(f"{seen / busy:,.0f} samples/s")
         return " - ".join(parts)
 
     def batch(self, step: int, run: _Running) -> None:
@@ -636,11 +644,15 @@ class _Progress:
         self.last = now
         self._write("\r" + self._pad(self._line(step, run.logs(), run.n, now - self.t0, True)))
 
+    def train_end(self) -> None:
+        """Mark the end of the epoch's training batches (validation comes next)."""
+        self.busy = time.perf_counter() - self.t0
+
     def epoch_end(self, step: int, logs: dict, seen: int) -> None:
         if self.verbose == 0:
             return
         elapsed = time.perf_counter() - self.t0
-        line = self._line(step, logs, seen, elapsed, self.verbose == 1)
+        line = self._line(step, logs, seen, elapsed, self.verbose == 1, self.busy)
         if self.live:
             self._write("\r" + self._pad(line) + "\n")
             self.width = 0
@@ -680,9 +692,10 @@ def _verbose(verbose) -> int:
     return int(verbose)
 
 
-def _nan_message(value: float, epoch: int, batch: int) -> str:
+def _nan_message(value: float, epoch: int, epochs: int, batch: int, steps) -> str:
+    where = f"epoch {epoch + 1}/{epochs}, batch {batch + 1}" + (f"/{steps}" if steps else "")
     return (
-        f"fit: the loss is {value} at epoch {epoch + 1}, batch {batch + 1}; training stopped "
+        f"fit: the loss is {value} at {where}; training stopped "
         f"(the weights are those before this batch). Likely causes: the learning rate is too "
         f"high (lower it, e.g. 1e-3 with Adam); the inputs are not normalised (scale them, e.g. "
         f"with myelin.data.Normalize); a sigmoid/softmax output is fed to a loss that expects "
@@ -704,7 +717,8 @@ def fit(
     verbose=1,
     initial_epoch: int = 0,
 ) -> History:
-    """Train ``model`` for ``epochs`` passes over the data (``keras.Model.fit``).
+    """Train ``model`` for ``epochs`` passes over the data (``keras.Model.fit``,
+    https://keras.io/api/models/model_training_apis/).
 
     Parameters
     ----------
@@ -762,7 +776,7 @@ def fit(
 
     val = None
     sample = None
-    if y is None and _is_batches(x):
+    if _batches_given(x, y, "fit"):
         if validation_split:
             raise ValueError(
                 "validation_split does not apply when x is an iterable of batches; pass "
@@ -837,8 +851,8 @@ def _train(model, state, train, val, cbs, progress, initial_epoch: int, epochs: 
     logs: dict = {}
     cbs.call("on_train_begin", {})
     for epoch in range(initial_epoch, epochs):
-        model.train()
         cbs.call("on_epoch_begin", epoch, {})
+        model.train()
         progress.epoch_begin(epoch)
         run = _Running(state.metrics)
         norm_sum, steps, lr, bad = 0.0, 0, None, None
@@ -846,7 +860,8 @@ def _train(model, state, train, val, cbs, progress, initial_epoch: int, epochs: 
         for j, (xb, yb) in enumerate(train):
             if want_begin:
                 cbs.call_batch("train_begin", j, {})
-            model.train()
+            if want_begin or want_end or not model.training:
+                model.train()  # a callback may have changed the mode
             opt = state.optimizer
             if opt is not None:
                 opt.zero_grad()
@@ -876,6 +891,7 @@ def _train(model, state, train, val, cbs, progress, initial_epoch: int, epochs: 
                 break
         if run.n == 0:
             raise ValueError(f"x produced no batches in epoch {epoch + 1}")
+        progress.train_end()
         logs = run.logs()
         if val is not None:
             for k, v in _run_test(model, state, val, cbs).items():
@@ -890,7 +906,9 @@ def _train(model, state, train, val, cbs, progress, initial_epoch: int, epochs: 
         cbs.call("on_epoch_end", epoch, logs)
         if bad is not None:
             warnings.warn(
-                _nan_message(bad[1], epoch, bad[0]), RuntimeWarning, stacklevel=_stacklevel()
+                _nan_message(bad[1], epoch, epochs, bad[0], train.steps),
+                RuntimeWarning,
+                stacklevel=_stacklevel(),
             )
             break
         if model.stop_training:
@@ -911,7 +929,7 @@ def evaluate(
     callbacks=None,
 ):
     """Loss and metrics of ``model`` on ``(x, y)`` in eval mode without a graph
-    (``keras.Model.evaluate``).
+    (``keras.Model.evaluate``, https://keras.io/api/models/model_training_apis/).
 
     ``x``/``y`` are as in :func:`fit` (arrays, or ``x`` an iterable of batches). The loss and
     metrics are sample-weighted means over the batches.
@@ -942,7 +960,8 @@ def evaluate(
 
 
 def predict(model, x, batch_size: int = 32, verbose=0) -> np.ndarray:
-    """The model's outputs for ``x``, batch by batch, concatenated (``keras.Model.predict``).
+    """The model's outputs for ``x``, batch by batch, concatenated (``keras.Model.predict``,
+    https://keras.io/api/models/model_training_apis/).
 
     Runs in eval mode (dropout off) without a graph and restores the previous train/eval mode.
     The outputs are the model's own: probabilities for a model that ends in Softmax, even when
