@@ -31,7 +31,7 @@ myelin.manual_seed(0)
 neuron = nn.Linear(3, 1)
 optimizer = myelin.optim.SGD(neuron.parameters(), lr=0.5)
 criterion = nn.BCEWithLogitsLoss()
-for epoch in range(200):
+for _epoch in range(200):
     optimizer.zero_grad()
     loss = criterion(neuron(X), y)
     loss.backward()
@@ -41,12 +41,16 @@ with myelin.no_grad():
     p = neuron(X).sigmoid().data.ravel()
 w = neuron.weight.data.ravel()
 print(f"loss={loss.item():.4f}")
-print(f"weights: age={w[0]:+.2f} salary={w[1]:+.2f} owns_house={w[2]:+.2f} bias={neuron.bias.item():+.2f}")
+bias = neuron.bias.item()
+print(f"weights: age={w[0]:+.2f} salary={w[1]:+.2f} owns_house={w[2]:+.2f} bias={bias:+.2f}")
 for row, prob, label in zip(table, p, approve.ravel(), strict=True):
     verdict = "approve" if prob > 0.5 else "reject"
-    print(f"age={row[0]:.0f} salary={row[1]:.0f}k house={'yes' if row[2] else 'no '} "
-          f"-> p={prob:.2f} {verdict} (label {'approve' if label else 'reject'})")
+    print(
+        f"age={row[0]:.0f} salary={row[1]:.0f}k house={'yes' if row[2] else 'no '} "
+        f"-> p={prob:.2f} {verdict} (label {'approve' if label else 'reject'})"
+    )
 applicant = scaler.transform(np.array([[35, 95, 1]], dtype=np.float32))
 with myelin.no_grad():
-    print(f"new applicant age=35 salary=95k house=yes -> p={neuron(applicant).sigmoid().item():.2f}")
+    p_new = neuron(applicant).sigmoid().item()
+print(f"new applicant age=35 salary=95k house=yes -> p={p_new:.2f}")
 print(f"accuracy={float(((p > 0.5) == approve.ravel()).mean()):.0%}")
