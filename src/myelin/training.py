@@ -519,14 +519,14 @@ def _accuracy(out: np.ndarray, t: np.ndarray, threshold: float) -> float:
                 f"accuracy: outputs of shape {out.shape} need targets of shape {pred.shape} "
                 f"(labels) or {out.shape} (one-hot), got {t.shape}"
             )
-        return np.count_nonzero(pred == true) / pred.size
+        return int(np.count_nonzero(pred == true)) / pred.size
     if t.size != out.size:
         raise ValueError(
             f"accuracy: outputs of shape {out.shape} need one 0/1 target per output, got targets "
             f"of shape {t.shape}"
         )
     pred = (out.reshape(-1) > threshold).astype(t.dtype)
-    return np.count_nonzero(pred == t.reshape(-1)) / pred.size
+    return int(np.count_nonzero(pred == t.reshape(-1))) / pred.size
 
 
 class _Running:
