@@ -58,11 +58,10 @@ static double *ops_partials(double *stack, int64_t nc)
     do {                                                                                          \
         double ops_stack_[OPS_STACK_PARTIALS];                                                    \
         double *ops_part_ = ops_partials(ops_stack_, (nc));                                       \
-        if (!ops_part_) {                                                                         \
+        int ops_nt_ = (int)ops_min(myelin_threads_for((work), OPS_GRAIN), (nc));                  \
+        if (!ops_part_ || ops_nt_ <= 1) { /* same sums in the same order, no OpenMP region */    \
             for (int64_t c = 0; c < (nc); c++) (total) += (CHUNK_EXPR);                           \
         } else {                                                                                  \
-            int ops_nt_ = (int)ops_min(myelin_threads_for((work), OPS_GRAIN), (nc));              \
-            (void)ops_nt_;                                                                        \
             _Pragma("omp parallel for num_threads(ops_nt_) schedule(static) if(ops_nt_ > 1)")     \
             for (int64_t c = 0; c < (nc); c++) ops_part_[c] = (CHUNK_EXPR);                       \
             for (int64_t c = 0; c < (nc); c++) (total) += ops_part_[c];                           \

@@ -26,14 +26,13 @@ void API(act_forward_)(T *y, const T *x, int64_t n, int act, double slope)
                        (ya + bytes <= xa || xa + bytes <= ya);
     int nt = myelin_threads_for((double)n * ops_act_cost(act), OPS_GRAIN);
     (void)nt; /* unused in a serial build */
-#pragma omp parallel for num_threads(nt) schedule(static) if(nt > 1)
-    for (int64_t c = 0; c < nc; c++) {
+    MYELIN_PARALLEL_FOR(c, nc,
         int64_t i0 = c * MYELIN_CHUNK;
         if (stream)
             k->K(act_forward_stream)(y + i0, x + i0, ops_min(MYELIN_CHUNK, n - i0), act, sl);
         else
             k->K(act_forward)(y + i0, x + i0, ops_min(MYELIN_CHUNK, n - i0), act, sl);
-    }
+    );
 }
 
 // dy, y are (n,), dx is (n,); dx may equal dy
@@ -44,11 +43,10 @@ void API(act_backward_)(T *dx, const T *dy, const T *y, int64_t n, int act, doub
     const int64_t nc = ops_nchunks(n, MYELIN_CHUNK);
     int nt = myelin_threads_for((double)n * 1.5, OPS_GRAIN);
     (void)nt; /* unused in a serial build */
-#pragma omp parallel for num_threads(nt) schedule(static) if(nt > 1)
-    for (int64_t c = 0; c < nc; c++) {
+    MYELIN_PARALLEL_FOR(c, nc,
         int64_t i0 = c * MYELIN_CHUNK;
         k->K(act_backward)(dx + i0, dy + i0, y + i0, ops_min(MYELIN_CHUNK, n - i0), act, sl);
-    }
+    );
 }
 
 /* ---------------------------------------------------------------- softmax */
@@ -60,11 +58,10 @@ void API(softmax_forward_)(T *y, const T *x, int64_t rows, int64_t cols, int log
     const myelin_ops_table *k = ops_table();
     int nt = (int)ops_min(myelin_threads_for((double)rows * cols * OPS_EXP_COST, OPS_GRAIN), rows);
     (void)nt; /* unused in a serial build */
-#pragma omp parallel for num_threads(nt) schedule(static) if(nt > 1)
-    for (int t = 0; t < nt; t++) {
+    MYELIN_PARALLEL_FOR(t, nt,
         int64_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt;
         k->K(softmax_forward)(y + r0 * cols, x + r0 * cols, r1 - r0, cols, log);
-    }
+    );
 }
 
 // dy, y are (rows, cols), dx is (rows, cols)
@@ -75,12 +72,11 @@ void API(softmax_backward_)(T *dx, const T *dy, const T *y, int64_t rows, int64_
     double cost = log ? OPS_EXP_COST : 2.0;
     int nt = (int)ops_min(myelin_threads_for((double)rows * cols * cost, OPS_GRAIN), rows);
     (void)nt; /* unused in a serial build */
-#pragma omp parallel for num_threads(nt) schedule(static) if(nt > 1)
-    for (int t = 0; t < nt; t++) {
+    MYELIN_PARALLEL_FOR(t, nt,
         int64_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt;
         k->K(softmax_backward)(dx + r0 * cols, dy + r0 * cols, y + r0 * cols, r1 - r0, cols,
                                log);
-    }
+    );
 }
 
 /* ---------------------------------------------------------------- losses */
@@ -147,9 +143,9 @@ void API(colsum_)(T *out, const T *x, int64_t rows, int64_t cols, double beta)
     const int64_t nb = ops_nchunks(cols, width);
     nt = (int)ops_min(nt, nb);
     (void)nt; /* unused in a serial build */
-#pragma omp parallel for num_threads(nt) schedule(static) if(nt > 1)
-    for (int64_t b = 0; b < nb; b++)
+    MYELIN_PARALLEL_FOR(b, nb,
         k->K(colsum)(out, x, rows, cols, b * width, ops_min(width, cols - b * width), beta);
+    );
 }
 
 // x is (n,)
@@ -174,12 +170,11 @@ void API(sgd_step_)(T *p, T *buf, const T *g, int64_t n, double lr, double momen
     const int64_t nc = ops_nchunks(n, MYELIN_CHUNK);
     int nt = myelin_threads_for((double)n * 2.0, OPS_GRAIN);
     (void)nt; /* unused in a serial build */
-#pragma omp parallel for num_threads(nt) schedule(static) if(nt > 1)
-    for (int64_t c = 0; c < nc; c++) {
+    MYELIN_PARALLEL_FOR(c, nc,
         int64_t i0 = c * MYELIN_CHUNK;
         k->K(sgd_step)(p + i0, buf ? buf + i0 : NULL, g + i0, ops_min(MYELIN_CHUNK, n - i0), lr_,
                        mom, omd, wd, nesterov, first_step);
-    }
+    );
 }
 
 // p, m, v, g (n,), vmax (n,) or NULL; in place
@@ -196,13 +191,12 @@ void API(adam_step_)(T *p, T *m, T *v, T *vmax, const T *g, int64_t n, double lr
     const int64_t nc = ops_nchunks(n, MYELIN_CHUNK);
     int nt = myelin_threads_for((double)n * 4.0, OPS_GRAIN);
     (void)nt; /* unused in a serial build */
-#pragma omp parallel for num_threads(nt) schedule(static) if(nt > 1)
-    for (int64_t c = 0; c < nc; c++) {
+    MYELIN_PARALLEL_FOR(c, nc,
         int64_t i0 = c * MYELIN_CHUNK;
         k->K(adam_step)(p + i0, m + i0, v + i0, vmax ? vmax + i0 : NULL, g + i0,
                         ops_min(MYELIN_CHUNK, n - i0), b1, omb1, b2, omb2, step_size, bc2s, eps_,
                         wd, decoupled, decay);
-    }
+    );
 }
 
 // p, sq, g (n,), buf (n,) or NULL when momentum == 0, gavg (n,) or NULL; in place
@@ -215,12 +209,11 @@ void API(rmsprop_step_)(T *p, T *sq, T *buf, T *gavg, const T *g, int64_t n, dou
     const int64_t nc = ops_nchunks(n, MYELIN_CHUNK);
     int nt = myelin_threads_for((double)n * 4.0, OPS_GRAIN);
     (void)nt; /* unused in a serial build */
-#pragma omp parallel for num_threads(nt) schedule(static) if(nt > 1)
-    for (int64_t c = 0; c < nc; c++) {
+    MYELIN_PARALLEL_FOR(c, nc,
         int64_t i0 = c * MYELIN_CHUNK;
         k->K(rmsprop_step)(p + i0, sq + i0, buf ? buf + i0 : NULL, gavg ? gavg + i0 : NULL,
                            g + i0, ops_min(MYELIN_CHUNK, n - i0), lr_, a, oma, eps_, wd, mom);
-    }
+    );
 }
 
 #undef API_CAT2

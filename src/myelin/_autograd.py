@@ -75,57 +75,77 @@ def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
 
 
 def _toposort(root) -> list:
-    """Tensors reachable from ``root`` through recorded ops, outputs before inputs."""
+    """The recorded (non-leaf) tensors reachable from ``root``, outputs before inputs; leaves
+    are not listed: they take their gradients as they arrive."""
     order = []
     seen = {id(root)}
-    stack = [(root, False)]
+    stack = [(root, iter(root._ctx[0]))]
     while stack:
-        t, done = stack.pop()
-        if done:
-            order.append(t)
-            continue
-        stack.append((t, True))
-        ctx = t._ctx
-        if ctx is None:
-            continue
-        for p in ctx[0]:
-            if p is not None and p.requires_grad and id(p) not in seen:
+        node, parents = stack[-1]
+        for p in parents:
+            if p is not None and p._ctx is not None and p.requires_grad and id(p) not in seen:
                 seen.add(id(p))
-                stack.append((p, False))
+                stack.append((p, iter(p._ctx[0])))
+                break
+        else:
+            stack.pop()
+            order.append(node)
     order.reverse()
     return order
 
 
-def accumulate(t, g: np.ndarray) -> None:
-    """Add ``g`` into the leaf ``t``'s gradient (allocated on first use, then reused)."""
-    if g.shape != t._data.shape:
-        g = np.broadcast_to(g, t._data.shape)
+def accumulate(t, g: np.ndarray, adopted: set | None = None) -> None:
+    """Add ``g`` into the leaf ``t``'s gradient.
+
+    The first gradient of a leaf is adopted without a copy when the backward pass made it
+    (it owns its memory, has the leaf's shape and dtype, and no other leaf adopted it in this
+    pass: ``adopted`` holds their ids); otherwise it is copied. Later ones are added in place.
+    """
+    d = t._data
     if t._grad is None:
-        t._grad = np.array(g, dtype=t._data.dtype, copy=True)
+        if (
+            adopted is not None
+            and g.dtype is d.dtype
+            and g.shape == d.shape
+            and g.flags.owndata
+            and g.flags.writeable
+            and g.flags.c_contiguous
+            and id(g) not in adopted
+        ):
+            adopted.add(id(g))
+            t._grad = g
+        else:
+            t._grad = np.array(np.broadcast_to(g, d.shape), dtype=d.dtype, copy=True)
     else:
         np.add(t._grad, g, out=t._grad, casting="unsafe")
 
 
 def backward(root, grad: np.ndarray) -> None:
     """Reverse pass from ``root`` seeded with ``grad``; leaves accumulate into ``.grad``."""
+    adopted: set = set()
+    if root._ctx is None:
+        accumulate(root, grad, adopted)
+        return
     order = _toposort(root)
     grads = {id(root): grad}
-    for t in order:
-        g = grads.pop(id(t), None)
-        if g is None:
-            continue
-        ctx = t._ctx
-        if ctx is None:
-            accumulate(t, g)
-            continue
-        if t._retain:
-            accumulate(t, g)
-        parents, fn = ctx
-        with no_grad():
-            pgrads = fn(g)
-        for p, pg in zip(parents, pgrads, strict=True):
-            if p is None or pg is None or not p.requires_grad:
+    prev_mode = is_grad_enabled()
+    _set_grad_enabled(False)
+    try:
+        for t in order:
+            g = grads.pop(id(t), None)
+            if g is None:
                 continue
-            k = id(p)
-            prev = grads.get(k)
-            grads[k] = pg if prev is None else prev + pg
+            if t._retain:
+                accumulate(t, g)
+            parents, fn = t._ctx
+            for p, pg in zip(parents, fn(g), strict=True):
+                if pg is None or p is None or not p.requires_grad:
+                    continue
+                if p._ctx is None:
+                    accumulate(p, pg, adopted)
+                    continue
+                k = id(p)
+                prev = grads.get(k)
+                grads[k] = pg if prev is None else prev + pg
+    finally:
+        _set_grad_enabled(prev_mode)

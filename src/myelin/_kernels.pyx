@@ -479,3 +479,328 @@ def rmsprop_step(cnp.ndarray p, cnp.ndarray sq, object buf, object gavg, cnp.nda
         else:
             myelin_rmsprop_step_f32(<float *>pp, <float *>psq, <float *>pbuf, <float *>pgavg,
                                     <const float *>pg, n, lr, alpha, eps, weight_decay, momentum)
+
+
+# ---------------------------------------------------------------- fast paths of the hot loop
+#
+# A training step makes a dozen kernel calls on arrays the framework itself allocated: 2-D,
+# C-contiguous, one float dtype. For that common case these entries check the whole call at C
+# speed and run it; for anything else they return None and myelin.ops takes its general path,
+# which converts, validates and raises the user-facing errors. Both paths call the same kernels
+# with the same strides, so the numbers are the same.
+
+cdef inline int _plain_type(object a):
+    """The float type number of a C-contiguous, aligned float32/float64 ndarray, else -1."""
+    if type(a) is not np.ndarray:
+        return -1
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    cdef int t = cnp.PyArray_TYPE(arr)
+    if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64:
+        return -1
+    if not cnp.PyArray_IS_C_CONTIGUOUS(arr) or not cnp.PyArray_ISALIGNED(arr):
+        return -1
+    return t
+
+
+cdef inline int _act_code(object activation):
+    if activation is None:
+        return 0
+    if activation == "relu":
+        return 1
+    if activation == "leaky_relu":
+        return 2
+    if activation == "sigmoid":
+        return 3
+    if activation == "tanh":
+        return 4
+    return -1
+
+
+cdef inline cnp.ndarray _empty2(int64_t rows, int64_t cols, int t):
+    cdef cnp.npy_intp dims[2]
+    dims[0] = rows
+    dims[1] = cols
+    return cnp.PyArray_EMPTY(2, dims, t, 0)
+
+
+cdef inline cnp.ndarray _empty1(int64_t n, int t):
+    cdef cnp.npy_intp dims[1]
+    dims[0] = n
+    return cnp.PyArray_EMPTY(1, dims, t, 0)
+
+
+cdef void _gemm(bint f64, void *c, int64_t ldc, const void *a, int64_t rsa, int64_t csa,
+                const void *b, int64_t rsb, int64_t csb, int64_t M, int64_t N, int64_t K,
+                const void *bias, int act, double slope) noexcept nogil:
+    if f64:
+        myelin_gemm_f64(<double *>c, ldc, <const double *>a, rsa, csa, <const double *>b, rsb,
+                        csb, M, N, K, 0.0, <const double *>bias, act, slope)
+    else:
+        myelin_gemm_f32(<float *>c, ldc, <const float *>a, rsa, csa, <const float *>b, rsb,
+                        csb, M, N, K, 0.0, <const float *>bias, act, slope)
+
+
+def matmul_fast(object a, object b, bint trans_a, bint trans_b):
+    """a @ b (each optionally transposed) for 2-D C-contiguous arrays of one float dtype, as a
+    new array; None for anything else."""
+    cdef int t = _plain_type(a)
+    if t < 0 or _plain_type(b) != t:
+        return None
+    cdef cnp.ndarray A = <cnp.ndarray>a, B = <cnp.ndarray>b
+    if A.ndim != 2 or B.ndim != 2:
+        return None
+    cdef int64_t ra = A.shape[0], ca = A.shape[1], rb = B.shape[0], cb = B.shape[1]
+    cdef int64_t M = ca if trans_a else ra
+    cdef int64_t K = ra if trans_a else ca
+    cdef int64_t N = rb if trans_b else cb
+    if (cb if trans_b else rb) != K:
+        return None
+    cdef int64_t rsa = 1 if trans_a else ca, csa = ca if trans_a else 1
+    cdef int64_t rsb = 1 if trans_b else cb, csb = cb if trans_b else 1
+    cdef cnp.ndarray out = _empty2(M, N, t)
+    cdef bint f64 = t == cnp.NPY_FLOAT64
+    cdef void *pa = cnp.PyArray_DATA(A)
+    cdef void *pb = cnp.PyArray_DATA(B)
+    cdef void *pc = cnp.PyArray_DATA(out)
+    if M > 0 and N > 0:
+        with nogil:
+            _gemm(f64, pc, N, pa, rsa, csa, pb, rsb, csb, M, N, K, NULL, 0, 0.0)
+    return out
+
+
+def linear_fast(object x, object w, object bias, object activation, object negative_slope):
+    """act(x @ w.T + bias) for x (M, K), w (N, K), bias (N,) or None, all C-contiguous of one
+    float dtype; a new (M, N) array, or None for anything else."""
+    cdef int t = _plain_type(x)
+    if t < 0 or _plain_type(w) != t:
+        return None
+    cdef cnp.ndarray X = <cnp.ndarray>x, W = <cnp.ndarray>w
+    if X.ndim != 2 or W.ndim != 2 or X.shape[1] != W.shape[1]:
+        return None
+    cdef int64_t M = X.shape[0], K = X.shape[1], N = W.shape[0]
+    cdef void *pbias = NULL
+    if bias is not None:
+        if _plain_type(bias) != t or (<cnp.ndarray>bias).ndim != 1 \
+                or (<cnp.ndarray>bias).shape[0] != N:
+            return None
+        pbias = cnp.PyArray_DATA(<cnp.ndarray>bias)
+    cdef int act = _act_code(activation)
+    if act < 0 or type(negative_slope) is not float:
+        return None
+    cdef double slope = <double>negative_slope
+    if not slope >= 0.0:
+        return None
+    cdef cnp.ndarray out = _empty2(M, N, t)
+    cdef bint f64 = t == cnp.NPY_FLOAT64
+    cdef void *px = cnp.PyArray_DATA(X)
+    cdef void *pw = cnp.PyArray_DATA(W)
+    cdef void *pc = cnp.PyArray_DATA(out)
+    if M > 0 and N > 0:
+        with nogil:
+            _gemm(f64, pc, N, px, K, 1, pw, 1, K, M, N, K, pbias, act, slope)
+    return out
+
+
+def linear_backward_fast(object grad_y, object x, object w, object y, object activation,
+                         object negative_slope, bint need_grad_x):
+    """(grad_x or None, grad_w, grad_b) of linear_fast's case; None for anything else."""
+    cdef int t = _plain_type(grad_y)
+    if t < 0 or _plain_type(x) != t or _plain_type(w) != t:
+        return None
+    cdef cnp.ndarray G = <cnp.ndarray>grad_y, X = <cnp.ndarray>x, W = <cnp.ndarray>w
+    if G.ndim != 2 or X.ndim != 2 or W.ndim != 2:
+        return None
+    cdef int64_t M = X.shape[0], K = X.shape[1], N = W.shape[0]
+    if W.shape[1] != K or G.shape[0] != M or G.shape[1] != N:
+        return None
+    cdef int act = _act_code(activation)
+    if act < 0 or type(negative_slope) is not float:
+        return None
+    cdef double slope = <double>negative_slope
+    if not slope >= 0.0:
+        return None
+    cdef bint f64 = t == cnp.NPY_FLOAT64
+    cdef cnp.ndarray Y
+    cdef cnp.ndarray gz = G
+    cdef void *pg
+    cdef void *py
+    if act != 0:
+        if _plain_type(y) != t:
+            return None
+        Y = <cnp.ndarray>y
+        if Y.ndim != 2 or Y.shape[0] != M or Y.shape[1] != N:
+            return None
+        gz = _empty2(M, N, t)
+        pg = cnp.PyArray_DATA(G)
+        py = cnp.PyArray_DATA(Y)
+        with nogil:
+            if f64:
+                myelin_act_backward_f64(<double *>cnp.PyArray_DATA(gz), <const double *>pg,
+                                        <const double *>py, M * N, act, slope)
+            else:
+                myelin_act_backward_f32(<float *>cnp.PyArray_DATA(gz), <const float *>pg,
+                                        <const float *>py, M * N, act, slope)
+    cdef cnp.ndarray gw = _empty2(N, K, t)
+    cdef cnp.ndarray gb = _empty1(N, t)
+    cdef object gx = None
+    cdef void *pgx = NULL
+    if need_grad_x:
+        gx = _empty2(M, K, t)
+        pgx = cnp.PyArray_DATA(<cnp.ndarray>gx)
+    cdef void *pgz = cnp.PyArray_DATA(gz)
+    cdef void *px = cnp.PyArray_DATA(X)
+    cdef void *pw = cnp.PyArray_DATA(W)
+    cdef void *pgw = cnp.PyArray_DATA(gw)
+    cdef void *pgb = cnp.PyArray_DATA(gb)
+    with nogil:
+        if need_grad_x and M > 0 and K > 0:
+            _gemm(f64, pgx, K, pgz, N, 1, pw, K, 1, M, K, N, NULL, 0, 0.0)
+        if N > 0 and K > 0:
+            _gemm(f64, pgw, K, pgz, 1, N, px, K, 1, N, K, M, NULL, 0, 0.0)
+        if f64:
+            myelin_colsum_f64(<double *>pgb, <const double *>pgz, M, N, 0.0)
+        else:
+            myelin_colsum_f32(<float *>pgb, <const float *>pgz, M, N, 0.0)
+    return gx, gw, gb
+
+
+def adam_multi(list params, list grads, list exp_avgs, list exp_avg_sqs, object max_exp_avg_sqs,
+               list steps, double lr, double beta1, double beta2, double eps,
+               double weight_decay, bint decoupled):
+    """adam_step over lists of tensors in one call (multi-tensor apply); each tensor is checked
+    as adam_step checks it, all before the first update."""
+    cdef Py_ssize_t n = len(params), i
+    if len(grads) != n or len(exp_avgs) != n or len(exp_avg_sqs) != n or len(steps) != n:
+        raise ValueError("adam_multi: lists of different lengths")
+    if max_exp_avg_sqs is not None and len(max_exp_avg_sqs) != n:
+        raise ValueError("adam_multi: lists of different lengths")
+    for i in range(n):
+        _check_adam(params[i], grads[i], exp_avgs[i], exp_avg_sqs[i],
+                    None if max_exp_avg_sqs is None else max_exp_avg_sqs[i], steps[i])
+    cdef cnp.ndarray p
+    cdef void *pv
+    cdef int64_t step, size
+    cdef bint f64
+    for i in range(n):
+        p = <cnp.ndarray>params[i]
+        f64 = cnp.PyArray_TYPE(p) == cnp.NPY_FLOAT64
+        size = cnp.PyArray_SIZE(p)
+        step = steps[i]
+        pv = NULL if max_exp_avg_sqs is None else cnp.PyArray_DATA(<cnp.ndarray>max_exp_avg_sqs[i])
+        _adam_one(f64, cnp.PyArray_DATA(p), cnp.PyArray_DATA(<cnp.ndarray>exp_avgs[i]),
+                  cnp.PyArray_DATA(<cnp.ndarray>exp_avg_sqs[i]), pv,
+                  cnp.PyArray_DATA(<cnp.ndarray>grads[i]), size, lr, beta1, beta2, eps,
+                  weight_decay, decoupled, step)
+
+
+cdef void _adam_one(bint f64, void *p, void *m, void *v, void *vmax, void *g, int64_t n,
+                    double lr, double beta1, double beta2, double eps, double weight_decay,
+                    bint decoupled, int64_t step) noexcept:
+    with nogil:
+        if f64:
+            myelin_adam_step_f64(<double *>p, <double *>m, <double *>v, <double *>vmax,
+                                 <const double *>g, n, lr, beta1, beta2, eps, weight_decay,
+                                 decoupled, step)
+        else:
+            myelin_adam_step_f32(<float *>p, <float *>m, <float *>v, <float *>vmax,
+                                 <const float *>g, n, lr, beta1, beta2, eps, weight_decay,
+                                 decoupled, step)
+
+
+cdef int _check_adam(cnp.ndarray p, cnp.ndarray g, cnp.ndarray m, cnp.ndarray v, object vmax,
+                     int64_t step) except -1:
+    cdef bint f64 = _is_f64(p)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(p)
+    _same(p, f64, n, True)
+    _same(m, f64, n, True)
+    _same(v, f64, n, True)
+    _same(g, f64, n, False)
+    if vmax is not None:
+        _same(vmax, f64, n, True)
+    if step < 1:
+        raise ValueError("adam_multi: step must be >= 1")
+    return 0
+
+
+def sgd_multi(list params, list grads, object bufs, double lr, double momentum,
+              double dampening, double weight_decay, bint nesterov, list first_steps):
+    """sgd_step over lists of tensors in one call; every tensor checked before the first update."""
+    cdef Py_ssize_t n = len(params), i
+    if len(grads) != n or len(first_steps) != n or (bufs is not None and len(bufs) != n):
+        raise ValueError("sgd_multi: lists of different lengths")
+    cdef bint f64
+    cdef Py_ssize_t size
+    for i in range(n):
+        f64 = _is_f64(params[i])
+        size = cnp.PyArray_SIZE(params[i])
+        _same(params[i], f64, size, True)
+        _same(grads[i], f64, size, False)
+        if bufs is not None:
+            _same(bufs[i], f64, size, True)
+        elif momentum != 0.0:
+            raise ValueError("sgd_multi: momentum needs buffers")
+    for i in range(n):
+        sgd_step(params[i], None if bufs is None else bufs[i], grads[i], lr, momentum, dampening,
+                 weight_decay, nesterov, first_steps[i])
+
+
+def softmax_xent_fast(object logits, object labels, object ignore_index, object label_smoothing,
+                      bint mean):
+    """(loss, grad) of softmax cross-entropy, "mean" or "sum" reduction, for 2-D C-contiguous
+    float logits and a 1-D C-contiguous int64 labels array all in range (or equal to
+    ignore_index); None for anything else, bad labels included (the general path names them)."""
+    cdef int t = _plain_type(logits)
+    if t < 0 or type(labels) is not np.ndarray or type(label_smoothing) is not float:
+        return None
+    cdef cnp.ndarray L = <cnp.ndarray>logits, Y = <cnp.ndarray>labels
+    if L.ndim != 2 or Y.ndim != 1 or cnp.PyArray_TYPE(Y) != cnp.NPY_INT64 \
+            or not cnp.PyArray_IS_C_CONTIGUOUS(Y) or not cnp.PyArray_ISALIGNED(Y):
+        return None
+    cdef int64_t rows = L.shape[0], cols = L.shape[1], i, lab, valid = 0
+    cdef double smoothing = <double>label_smoothing
+    if Y.shape[0] != rows or not (0.0 <= smoothing <= 1.0):
+        return None
+    cdef int64_t ignore = -1
+    cdef bint has_ignore = ignore_index is not None
+    if has_ignore:
+        if type(ignore_index) is not int:
+            return None
+        ignore = <int64_t>ignore_index
+    cdef const int64_t *src = <const int64_t *>cnp.PyArray_DATA(Y)
+    cdef cnp.ndarray prepared = Y
+    cdef int64_t *dst
+    if has_ignore:
+        for i in range(rows):
+            if src[i] == ignore:
+                break
+        else:
+            has_ignore = False
+    if has_ignore:
+        prepared = _empty1(rows, cnp.NPY_INT64)
+        dst = <int64_t *>cnp.PyArray_DATA(prepared)
+    for i in range(rows):
+        lab = src[i]
+        if has_ignore and lab == ignore:
+            dst[i] = -1
+            continue
+        if lab < 0 or lab >= cols:
+            return None
+        if has_ignore:
+            dst[i] = lab
+        valid += 1
+    cdef double scale = 1.0 / valid if (mean and valid) else 1.0
+    cdef cnp.ndarray grad = _empty2(rows, cols, t)
+    cdef const int64_t *plab = <const int64_t *>cnp.PyArray_DATA(prepared)
+    cdef void *pl = cnp.PyArray_DATA(L)
+    cdef void *pg = cnp.PyArray_DATA(grad)
+    cdef double total
+    with nogil:
+        if t == cnp.NPY_FLOAT64:
+            total = myelin_softmax_xent_f64(NULL, <double *>pg, <const double *>pl, plab, rows,
+                                            cols, smoothing, scale)
+        else:
+            total = myelin_softmax_xent_f32(NULL, <float *>pg, <const float *>pl, plab, rows,
+                                            cols, smoothing, scale)
+    if mean:
+        total = total / valid if valid else float("nan")
+    return total, grad

@@ -20,6 +20,7 @@ from myelin import _kernels
 
 __all__ = [
     "adam_step",
+    "adam_step_multi",
     "bias_grad",
     "binary_cross_entropy_with_logits",
     "global_norm",
@@ -35,6 +36,7 @@ __all__ = [
     "relu_backward",
     "rmsprop_step",
     "sgd_step",
+    "sgd_step_multi",
     "sigmoid",
     "sigmoid_backward",
     "softmax",
@@ -188,6 +190,10 @@ def matmul(a, b, *, trans_a: bool = False, trans_b: bool = False, out=None) -> n
     -------
     ndarray of shape ``(..., M, N)`` and the inputs' dtype.
     """
+    if out is None:
+        res = _kernels.matmul_fast(a, b, trans_a, trans_b)
+        if res is not None:
+            return res
     a, b = _promote(_as_float(a, "a"), _as_float(b, "b"))
     if a.ndim == 0 or b.ndim == 0:
         which = "a" if a.ndim == 0 else "b"
@@ -251,6 +257,10 @@ def linear(x, weight, bias=None, activation=None, *, negative_slope=0.01, out=No
     -------
     ndarray ``(..., out_features)`` of the inputs' dtype.
     """
+    if out is None:
+        res = _kernels.linear_fast(x, weight, bias, activation, negative_slope)
+        if res is not None:
+            return res
     act = _activation(activation)
     slope = _slope(negative_slope)
     arrays = [_as_float(x, "x"), _as_float(weight, "weight")]
@@ -314,6 +324,11 @@ def linear_backward(
     -------
     (grad_x, grad_weight, grad_bias) with the shapes of x, weight and ``(out_features,)``.
     """
+    res = _kernels.linear_backward_fast(
+        grad_y, x, weight, y, activation, negative_slope, bool(need_grad_x)
+    )
+    if res is not None:
+        return res
     act = _activation(activation)
     slope = _slope(negative_slope)
     arrays = [_as_float(grad_y, "grad_y"), _as_float(x, "x"), _as_float(weight, "weight")]
@@ -529,6 +544,12 @@ def softmax_cross_entropy(
     (loss, grad_logits): ``loss`` a scalar of the logits' dtype (``(N,)`` for "none");
     ``grad_logits`` ``(N, C)``, the gradient of the loss (of the sum of the losses for "none").
     """
+    if reduction == "mean" or reduction == "sum":
+        res = _kernels.softmax_xent_fast(
+            logits, labels, ignore_index, label_smoothing, reduction == "mean"
+        )
+        if res is not None:
+            return res[1].dtype.type(res[0]), res[1]
     reduction = _reduction(reduction)
     smoothing = _nonneg(label_smoothing, "label_smoothing")
     if smoothing > 1.0:
@@ -641,6 +662,7 @@ def sgd_step(
     nesterov=False,
     weight_decay=0.0,
     first_step=False,
+    _check_only=False,
 ) -> None:
     """One SGD update of ``param`` in place, PyTorch's rule
     (https://pytorch.org/docs/stable/generated/torch.optim.SGD.html).
@@ -662,6 +684,8 @@ def sgd_step(
         if momentum_buffer is None:
             raise ValueError("sgd_step: momentum_buffer is required when momentum != 0")
         buf = _state(momentum_buffer, "momentum_buffer", param, op)
+    if _check_only:
+        return
     _kernels.sgd_step(
         param, buf, g, lr, momentum, dampening, weight_decay, bool(nesterov), bool(first_step)
     )
@@ -681,6 +705,7 @@ def adam_step(
     decoupled_weight_decay=False,
     amsgrad=False,
     max_exp_avg_sq=None,
+    _check_only=False,
 ) -> None:
     """One Adam (or AdamW, with ``decoupled_weight_decay=True``) update in place, PyTorch's rule
     (https://pytorch.org/docs/stable/generated/torch.optim.Adam.html).
@@ -710,6 +735,8 @@ def adam_step(
         if max_exp_avg_sq is None:
             raise ValueError("adam_step: max_exp_avg_sq is required when amsgrad=True")
         vmax = _state(max_exp_avg_sq, "max_exp_avg_sq", param, op)
+    if _check_only:
+        return
     _kernels.adam_step(
         param,
         m,
@@ -724,6 +751,124 @@ def adam_step(
         bool(decoupled_weight_decay),
         step,
     )
+
+
+def _diagnose_multi(lists: dict, check) -> None:
+    """Re-check a failed multi-tensor call element by element to name the culprit."""
+    n = len(next(iter(lists.values())))
+    for name, items in lists.items():
+        if items is not None and len(items) != n:
+            raise ValueError(f"{name} has {len(items)} entries; expected {n}, one per param")
+    for i in range(n):
+        try:
+            check(i)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"entry {i}: {exc}") from None
+
+
+def adam_step_multi(
+    params,
+    grads,
+    exp_avgs,
+    exp_avg_sqs,
+    *,
+    steps,
+    lr=1e-3,
+    betas=(0.9, 0.999),
+    eps=1e-8,
+    weight_decay=0.0,
+    decoupled_weight_decay=False,
+    amsgrad=False,
+    max_exp_avg_sqs=None,
+) -> None:
+    """:func:`adam_step` over lists of tensors in one call (a multi-tensor step: one Python
+    call per parameter group instead of one per parameter). ``steps`` holds each tensor's step
+    number. Every entry is checked as :func:`adam_step` checks it before any is updated."""
+    try:
+        beta1, beta2 = betas
+        beta1, beta2 = float(beta1), float(beta2)
+    except (TypeError, ValueError):
+        raise TypeError(f"betas must be a pair of numbers, got {betas!r}") from None
+    if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
+        _nonneg(beta1, "betas[0]", 1.0)
+        _nonneg(beta2, "betas[1]", 1.0)
+    if amsgrad and max_exp_avg_sqs is None:
+        raise ValueError("adam_step_multi: max_exp_avg_sqs is required when amsgrad=True")
+    lists = tuple(x if type(x) is list else list(x) for x in (params, grads, exp_avgs, exp_avg_sqs))
+    vmax = list(max_exp_avg_sqs) if amsgrad else None
+    steps = steps if type(steps) is list else list(steps)
+    args = (
+        _nonneg(lr, "lr"),
+        beta1,
+        beta2,
+        _nonneg(eps, "eps"),
+        _nonneg(weight_decay, "weight_decay"),
+        bool(decoupled_weight_decay),
+    )
+    try:
+        _kernels.adam_multi(*lists, vmax, steps, *args)
+    except (TypeError, ValueError, OverflowError):
+        names = ("params", "grads", "exp_avgs", "exp_avg_sqs")
+        _diagnose_multi(
+            {**dict(zip(names, lists, strict=True)), "steps": steps, "max_exp_avg_sqs": vmax},
+            lambda i: adam_step(
+                lists[0][i],
+                lists[1][i],
+                lists[2][i],
+                lists[3][i],
+                step=steps[i],
+                lr=0.0,
+                betas=(beta1, beta2),
+                amsgrad=amsgrad,
+                max_exp_avg_sq=None if vmax is None else vmax[i],
+                _check_only=True,
+            ),
+        )
+        raise
+
+
+def sgd_step_multi(
+    params,
+    grads,
+    momentum_buffers=None,
+    *,
+    lr,
+    momentum=0.0,
+    dampening=0.0,
+    nesterov=False,
+    weight_decay=0.0,
+    first_steps,
+) -> None:
+    """:func:`sgd_step` over lists of tensors in one call; ``first_steps`` holds each tensor's
+    ``first_step`` flag. Every entry is checked before any is updated."""
+    lr = _nonneg(lr, "lr")
+    momentum = _nonneg(momentum, "momentum")
+    dampening = float(dampening)
+    weight_decay = _nonneg(weight_decay, "weight_decay")
+    if nesterov and (momentum <= 0 or dampening != 0):
+        raise ValueError("sgd_step_multi: nesterov needs momentum > 0 and dampening == 0")
+    if momentum != 0.0 and momentum_buffers is None:
+        raise ValueError("sgd_step_multi: momentum_buffers is required when momentum != 0")
+    params, grads = list(params), list(grads)
+    bufs = None if momentum == 0.0 else list(momentum_buffers)
+    flags = [bool(f) for f in first_steps]
+    try:
+        _kernels.sgd_multi(
+            params, grads, bufs, lr, momentum, dampening, weight_decay, bool(nesterov), flags
+        )
+    except (TypeError, ValueError):
+        _diagnose_multi(
+            {"params": params, "grads": grads, "first_steps": flags, "momentum_buffers": bufs},
+            lambda i: sgd_step(
+                params[i],
+                grads[i],
+                None if bufs is None else bufs[i],
+                lr=0.0,
+                momentum=momentum,
+                _check_only=True,
+            ),
+        )
+        raise
 
 
 def rmsprop_step(

@@ -299,6 +299,66 @@ def adam_step(
     param -= step_size * (exp_avg / denom)
 
 
+def adam_step_multi(
+    params,
+    grads,
+    exp_avgs,
+    exp_avg_sqs,
+    *,
+    steps,
+    lr=1e-3,
+    betas=(0.9, 0.999),
+    eps=1e-8,
+    weight_decay=0.0,
+    decoupled_weight_decay=False,
+    amsgrad=False,
+    max_exp_avg_sqs=None,
+):
+    """adam_step on each entry of the lists."""
+    for i, p in enumerate(params):
+        adam_step(
+            p,
+            grads[i],
+            exp_avgs[i],
+            exp_avg_sqs[i],
+            step=steps[i],
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            decoupled_weight_decay=decoupled_weight_decay,
+            amsgrad=amsgrad,
+            max_exp_avg_sq=None if max_exp_avg_sqs is None else max_exp_avg_sqs[i],
+        )
+
+
+def sgd_step_multi(
+    params,
+    grads,
+    momentum_buffers=None,
+    *,
+    lr,
+    momentum=0.0,
+    dampening=0.0,
+    nesterov=False,
+    weight_decay=0.0,
+    first_steps,
+):
+    """sgd_step on each entry of the lists."""
+    for i, p in enumerate(params):
+        sgd_step(
+            p,
+            grads[i],
+            None if momentum_buffers is None else momentum_buffers[i],
+            lr=lr,
+            momentum=momentum,
+            dampening=dampening,
+            nesterov=nesterov,
+            weight_decay=weight_decay,
+            first_step=first_steps[i],
+        )
+
+
 def rmsprop_step(
     param,
     grad,

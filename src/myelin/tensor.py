@@ -315,7 +315,7 @@ class Tensor:
             g = _to_array(gradient)
             if g.shape != self._data.shape:
                 raise ValueError(f"gradient has shape {g.shape}; expected {self._data.shape}")
-            g = g.astype(self._data.dtype, copy=False)
+            g = np.array(g, dtype=self._data.dtype, copy=True)  # never adopt the caller's array
         _autograd.backward(self, g)
 
     def detach(self) -> Tensor:

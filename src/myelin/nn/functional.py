@@ -88,6 +88,45 @@ def linear(input, weight, bias=None, activation=None, *, negative_slope: float =
     return _make(y, (x, weight, b), backward)
 
 
+def linear_chain(input, layers) -> Tensor:
+    """Several :func:`linear` layers applied in turn, recorded as ONE graph node.
+
+    ``layers`` is a sequence of ``(weight, bias, activation, negative_slope, ...)`` (items
+    after the fourth are ignored). The forward runs
+    one fused GEMM per layer and keeps each layer's output; the backward walks them back with one
+    :func:`myelin.ops.linear_backward` per layer (skipping the input-gradient GEMM where no
+    gradient is needed). The numbers are those of the layers applied one by one; the graph is
+    shorter, which is what makes a small MLP's training step cheap. ``nn.Sequential`` uses it for
+    its runs of ``Linear`` (+ activation) layers.
+    """
+    x = input if type(input) is Tensor else _float_input(input, "input", like=layers[0][0])
+    parents = [x]
+    outs = [x._data]
+    h = x._data
+    for layer in layers:
+        w, b, act, slope = layer[0], layer[1], layer[2], layer[3]
+        h = ops.linear(h, w._data, None if b is None else b._data, act, negative_slope=slope)
+        outs.append(h)
+        parents.append(w)
+        parents.append(b)
+
+    def backward(g):
+        grads = [None] * len(parents)
+        for i in range(len(layers) - 1, -1, -1):
+            w, b, act, slope = layers[i][0], layers[i][1], layers[i][2], layers[i][3]
+            need_x = i > 0 or x.requires_grad
+            gx, gw, gb = ops.linear_backward(
+                g, outs[i], w._data, outs[i + 1], act, negative_slope=slope, need_grad_x=need_x
+            )
+            grads[1 + 2 * i] = gw if w.requires_grad else None
+            grads[2 + 2 * i] = gb if b is not None and b.requires_grad else None
+            g = gx
+        grads[0] = g if x.requires_grad else None
+        return tuple(grads)
+
+    return _make(h, tuple(parents), backward)
+
+
 # ---------------------------------------------------------------- activations
 
 
@@ -190,6 +229,24 @@ def cross_entropy(
     reduction : "mean", "sum" or "none"
     label_smoothing : float in [0, 1]
     """
+    if (
+        type(input) is Tensor
+        and type(target) is Tensor
+        and weight is None
+        and (reduction == "mean" or reduction == "sum")
+        and input._data.ndim == 2
+        and target._data.dtype.kind in "iu"
+        and input._data.dtype.kind == "f"
+    ):  # the common case, straight to the fused kernel
+        x = input
+        loss, grad = ops.softmax_cross_entropy(
+            x._data,
+            target._data,
+            reduction=reduction,
+            ignore_index=ignore_index,
+            label_smoothing=label_smoothing,
+        )
+        return _make(np.asarray(loss), (x,), lambda g: (grad * g,))
     if weight is not None:
         raise NotImplementedError("cross_entropy: per-class weight is not supported")
     x = _float_input(input, "input")

@@ -305,16 +305,42 @@ class Sequential(Module):
         mods = list(self._modules.values())
         i, n = 0, len(mods)
         while i < n:
-            m = mods[i]
-            nxt = mods[i + 1] if i + 1 < n else None
-            if type(m) is Linear and m.activation is None and type(nxt) in _FUSABLE:
-                slope = getattr(nxt, "negative_slope", None)
-                x = m.forward(x, activation=nxt.fused_name, negative_slope=slope)
-                i += 2
+            if type(mods[i]) is not Linear:
+                x = mods[i](x)
+                i += 1
                 continue
-            x = m(x)
-            i += 1
+            # a run of Linear layers, each with the activation module that follows it fused in,
+            # runs as one graph node (F.linear_chain)
+            chain = []
+            while i < n and type(mods[i]) is Linear:
+                lin = mods[i]
+                act, slope = lin.activation, lin.negative_slope
+                i += 1
+                if act is None and i < n and type(mods[i]) in _FUSABLE:
+                    nxt = mods[i]
+                    act = nxt.fused_name
+                    if type(nxt) is LeakyReLU:
+                        slope = nxt.negative_slope
+                    i += 1
+                params = lin._parameters
+                chain.append((params["weight"], params.get("bias"), act, slope, lin))
+            x = _run_chain(chain, x)
         return x
+
+
+def _run_chain(chain: list, x) -> Tensor:
+    first = chain[0][4]
+    xt = x if type(x) is Tensor else F._float_input(x, "input", like=first.weight)
+    features = xt._data.shape[-1] if xt._data.ndim else None
+    for layer in chain:
+        lin = layer[4]
+        if features != lin.in_features:
+            shape = tuple(xt.shape) if lin is first else f"(..., {features})"
+            raise ValueError(
+                f"{lin._signature()} got input of shape {shape}; expected (..., {lin.in_features})"
+            )
+        features = lin.out_features
+    return F.linear_chain(xt, chain)
 
 
 _FUSABLE = (ReLU, LeakyReLU, Sigmoid, Tanh)

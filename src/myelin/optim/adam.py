@@ -72,6 +72,38 @@ class Adam(Optimizer):
         for name in ("amsgrad", "maximize", "decoupled_weight_decay"):
             group[name] = _check_bool(group[name], name)
 
+    def _update_group(self, params: list, group: dict) -> None:
+        """All of a group's ready parameters in one multi-tensor call."""
+        if group["maximize"]:
+            super()._update_group(params, group)
+            return
+        states = [self.state.setdefault(p, {}) for p in params]
+        datas = [p._data for p in params]
+        m = [self._buffer(s, "exp_avg", d) for s, d in zip(states, datas, strict=True)]
+        v = [self._buffer(s, "exp_avg_sq", d) for s, d in zip(states, datas, strict=True)]
+        vmax = None
+        if group["amsgrad"]:
+            vmax = [
+                self._buffer(s, "max_exp_avg_sq", d) for s, d in zip(states, datas, strict=True)
+            ]
+        steps = [s.get("step", 0) + 1 for s in states]
+        ops.adam_step_multi(
+            datas,
+            [p._grad for p in params],
+            m,
+            v,
+            steps=steps,
+            lr=group["lr"],
+            betas=group["betas"],
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            decoupled_weight_decay=group["decoupled_weight_decay"],
+            amsgrad=group["amsgrad"],
+            max_exp_avg_sqs=vmax,
+        )
+        for s, step in zip(states, steps, strict=True):
+            s["step"] = step
+
     def _update(self, param: np.ndarray, grad: np.ndarray, state: dict, group: dict) -> None:
         if group["maximize"]:
             grad = -grad

@@ -218,10 +218,36 @@ class Optimizer:
             with enable_grad():
                 loss = closure()
         for gi, group in enumerate(self.param_groups):
+            ready, others = [], []
             for pi, p in enumerate(group["params"]):
-                if p._grad is not None:
-                    self._apply(p, group, f"param_groups[{gi}]['params'][{pi}]")
+                g = p._grad
+                if g is None:
+                    continue
+                d = p._data
+                if (
+                    g.dtype is d.dtype
+                    and g.shape == d.shape
+                    and g.flags.c_contiguous
+                    and d.flags.c_contiguous
+                    and d.flags.writeable
+                ):
+                    ready.append(p)
+                else:
+                    others.append((pi, p))
+            if ready:
+                self._update_group(ready, group)
+            for pi, p in others:
+                self._apply(p, group, f"param_groups[{gi}]['params'][{pi}]")
         return loss
+
+    def _update_group(self, params: list, group: dict) -> None:
+        """Update ``params`` (C-contiguous, writable, with gradients of their dtype and shape).
+        Subclasses with a multi-tensor kernel update them all in one call."""
+        for p in params:
+            state = self.state.get(p, {})
+            self._update(p._data, p._grad, state, group)
+            if state:
+                self.state[p] = state
 
     def _apply(self, p: Tensor, group: dict, where: str) -> None:
         """Update ``p`` in place from its gradient: the kernels need C-contiguous, writable

@@ -72,6 +72,31 @@ class SGD(Optimizer):
                 f"momentum={group['momentum']}, dampening={group['dampening']}"
             )
 
+    def _update_group(self, params: list, group: dict) -> None:
+        """All of a group's ready parameters in one multi-tensor call."""
+        if group["maximize"]:
+            super()._update_group(params, group)
+            return
+        datas = [p._data for p in params]
+        bufs, firsts = None, [False] * len(params)
+        if group["momentum"] != 0:
+            states = [self.state.setdefault(p, {}) for p in params]
+            firsts = [s.get("momentum_buffer") is None for s in states]
+            bufs = [
+                self._buffer(s, "momentum_buffer", d) for s, d in zip(states, datas, strict=True)
+            ]
+        ops.sgd_step_multi(
+            datas,
+            [p._grad for p in params],
+            bufs,
+            lr=group["lr"],
+            momentum=group["momentum"],
+            dampening=group["dampening"],
+            nesterov=group["nesterov"],
+            weight_decay=group["weight_decay"],
+            first_steps=firsts,
+        )
+
     def _update(self, param: np.ndarray, grad: np.ndarray, state: dict, group: dict) -> None:
         if group["maximize"]:
             grad = -grad
