@@ -105,12 +105,11 @@ def accumulate(t, g: np.ndarray, adopted: set | None = None) -> None:
     if t._grad is None:
         if (
             adopted is not None
+            and g.base is None  # allocated by the backward pass itself (owns its memory)
             and g.dtype is d.dtype
             and g.shape == d.shape
-            and g.flags.owndata
-            and g.flags.writeable
-            and g.flags.c_contiguous
             and id(g) not in adopted
+            and g.flags.writeable
         ):
             adopted.add(id(g))
             t._grad = g

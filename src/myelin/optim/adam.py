@@ -73,36 +73,57 @@ class Adam(Optimizer):
             group[name] = _check_bool(group[name], name)
 
     def _update_group(self, params: list, group: dict) -> None:
-        """All of a group's ready parameters in one multi-tensor call."""
+        """All of a group's parameters in one multi-tensor call. The lists of arrays are kept
+        between steps (a plan) while the parameters, their data arrays and the state stay the
+        same objects."""
         if group["maximize"]:
             super()._update_group(params, group)
             return
-        states = [self.state.setdefault(p, {}) for p in params]
-        datas = [p._data for p in params]
-        m = [self._buffer(s, "exp_avg", d) for s, d in zip(states, datas, strict=True)]
-        v = [self._buffer(s, "exp_avg_sq", d) for s, d in zip(states, datas, strict=True)]
-        vmax = None
-        if group["amsgrad"]:
-            vmax = [
-                self._buffer(s, "max_exp_avg_sq", d) for s, d in zip(states, datas, strict=True)
-            ]
-        steps = [s.get("step", 0) + 1 for s in states]
-        ops.adam_step_multi(
-            datas,
-            [p._grad for p in params],
-            m,
-            v,
-            steps=steps,
-            lr=group["lr"],
-            betas=group["betas"],
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            decoupled_weight_decay=group["decoupled_weight_decay"],
-            amsgrad=group["amsgrad"],
-            max_exp_avg_sqs=vmax,
-        )
+        amsgrad = group["amsgrad"]
+        plan = self._plans.get(id(group))
+        if plan is None or not _plan_valid(plan, params, self.state, amsgrad):
+            plan = self._plan(params, amsgrad)
+            self._plans[id(group)] = plan
+        _, datas, m, v, vmax, states, _, _ = plan
+        steps = [s["step"] + 1 for s in states]
+        try:
+            ops.adam_step_multi(
+                datas,
+                [p._grad for p in params],
+                m,
+                v,
+                steps=steps,
+                lr=group["lr"],
+                betas=group["betas"],
+                eps=group["eps"],
+                weight_decay=group["weight_decay"],
+                decoupled_weight_decay=group["decoupled_weight_decay"],
+                amsgrad=amsgrad,
+                max_exp_avg_sqs=vmax,
+            )
+        except (TypeError, ValueError):
+            # a gradient or parameter the kernel cannot take as it is: one by one, with copies
+            super()._update_group(params, group)
+            return
         for s, step in zip(states, steps, strict=True):
             s["step"] = step
+
+    def _plan(self, params: list, amsgrad: bool) -> tuple:
+        states, datas = [], []
+        for p in params:
+            s = self.state[p]
+            s.setdefault("step", 0)
+            d = p._data
+            self._buffer(s, "exp_avg", d)
+            self._buffer(s, "exp_avg_sq", d)
+            if amsgrad:
+                self._buffer(s, "max_exp_avg_sq", d)
+            states.append(s)
+            datas.append(d)
+        m = [s["exp_avg"] for s in states]
+        v = [s["exp_avg_sq"] for s in states]
+        vmax = [s["max_exp_avg_sq"] for s in states] if amsgrad else None
+        return list(params), datas, m, v, vmax, states, self.state, amsgrad
 
     def _update(self, param: np.ndarray, grad: np.ndarray, state: dict, group: dict) -> None:
         if group["maximize"]:
@@ -175,3 +196,23 @@ class AdamW(Adam):
             maximize=maximize,
             decoupled_weight_decay=True,
         )
+
+
+def _plan_valid(plan: tuple, params: list, state, amsgrad: bool) -> bool:
+    """The plan still describes these parameters: same tensors, data arrays, state objects and
+    buffers (a load_state_dict or an assignment to ``p.data`` makes a new plan)."""
+    old_params, datas, m, v, vmax, states, old_state, old_amsgrad = plan
+    if old_state is not state or old_amsgrad != amsgrad or len(old_params) != len(params):
+        return False
+    for i, p in enumerate(params):
+        s = states[i]
+        if (
+            p is not old_params[i]
+            or p._data is not datas[i]
+            or state.get(p) is not s
+            or s.get("exp_avg") is not m[i]
+            or s.get("exp_avg_sq") is not v[i]
+            or (amsgrad and s.get("max_exp_avg_sq") is not vmax[i])
+        ):
+            return False
+    return True

@@ -96,6 +96,7 @@ class Optimizer:
         self.defaults = dict(defaults)
         self._check_group(self.defaults)
         self.state: defaultdict = defaultdict(dict)
+        self._plans: dict = {}  # per-group lists of arrays kept by multi-tensor subclasses
         self.param_groups: list[dict] = []
         if isinstance(params, (Tensor, Mapping, set, frozenset)):
             raise TypeError(
@@ -217,37 +218,20 @@ class Optimizer:
                 raise TypeError(f"closure must be callable, got {type(closure).__name__}")
             with enable_grad():
                 loss = closure()
-        for gi, group in enumerate(self.param_groups):
-            ready, others = [], []
-            for pi, p in enumerate(group["params"]):
-                g = p._grad
-                if g is None:
-                    continue
-                d = p._data
-                if (
-                    g.dtype is d.dtype
-                    and g.shape == d.shape
-                    and g.flags.c_contiguous
-                    and d.flags.c_contiguous
-                    and d.flags.writeable
-                ):
-                    ready.append(p)
-                else:
-                    others.append((pi, p))
-            if ready:
-                self._update_group(ready, group)
-            for pi, p in others:
-                self._apply(p, group, f"param_groups[{gi}]['params'][{pi}]")
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p._grad is not None]
+            if params:
+                self._update_group(params, group)
         return loss
 
     def _update_group(self, params: list, group: dict) -> None:
-        """Update ``params`` (C-contiguous, writable, with gradients of their dtype and shape).
-        Subclasses with a multi-tensor kernel update them all in one call."""
+        """Update ``params`` (the group's parameters that have a gradient). Subclasses with a
+        multi-tensor kernel update them all in one call and fall back to this on a parameter or
+        gradient the kernel cannot take as it is (non-contiguous, another dtype)."""
+        gi = next(i for i, g in enumerate(self.param_groups) if g is group)
+        index = {id(p): i for i, p in enumerate(group["params"])}
         for p in params:
-            state = self.state.get(p, {})
-            self._update(p._data, p._grad, state, group)
-            if state:
-                self.state[p] = state
+            self._apply(p, group, f"param_groups[{gi}]['params'][{index[id(p)]}]")
 
     def _apply(self, p: Tensor, group: dict, where: str) -> None:
         """Update ``p`` in place from its gradient: the kernels need C-contiguous, writable

@@ -80,11 +80,25 @@ class SGD(Optimizer):
         datas = [p._data for p in params]
         bufs, firsts = None, [False] * len(params)
         if group["momentum"] != 0:
-            states = [self.state.setdefault(p, {}) for p in params]
+            states = [self.state.get(p, {}) for p in params]
             firsts = [s.get("momentum_buffer") is None for s in states]
             bufs = [
-                self._buffer(s, "momentum_buffer", d) for s, d in zip(states, datas, strict=True)
+                s["momentum_buffer"] if "momentum_buffer" in s else np.zeros_like(d)
+                for s, d in zip(states, datas, strict=True)
             ]
+        try:
+            self._multi(datas, params, bufs, firsts, group)
+        except (TypeError, ValueError):
+            # a gradient or parameter the kernel cannot take as it is: one by one, with copies
+            super()._update_group(params, group)
+            return
+        if bufs is not None:
+            for p, s, b in zip(params, states, bufs, strict=True):
+                s["momentum_buffer"] = b
+                self.state[p] = s
+
+    @staticmethod
+    def _multi(datas, params, bufs, firsts, group) -> None:
         ops.sgd_step_multi(
             datas,
             [p._grad for p in params],
