@@ -1,260 +1,325 @@
-"""myelin against NumPy, side by side in one process.
+"""myelin against NumPy and PyTorch, side by side in one process, with the targets of issue 4.
 
-Each case times myelin.ops and its NumPy counterpart (``myelin.reference``, or plain ``a @ b`` for
-GEMM) in interleaved repetitions and reports medians, so a noisy machine slows both alike.
+Every case runs the same computation on the same inputs in myelin, in NumPy (plain ``a @ b`` for
+GEMMs, ``myelin.reference`` otherwise) and in PyTorch where it is installed, all on the same number
+of threads (2 by default, set explicitly for each library). Each case first checks once that the
+outputs agree, then times the systems in interleaved blocks, each after an untimed settle, and
+reports medians; training steps also get an untimed pass that counts their allocations. The FMA
+peak of the machine is measured with myelin's probe (``myelin._kernels.fma_peak_gflops``) before
+and after the cases, and the higher figure is the peak GEMM rows are compared with.
 
-    python benchmarks/bench.py --quick          # a small subset, well under a minute
-    python benchmarks/bench.py --json out.json  # every case, results also written as JSON
+    python benchmarks/bench.py --quick     # a subset, under a minute (CI, the README)
+    python benchmarks/bench.py             # every case, a few minutes
+    python benchmarks/bench.py --smoke     # every case once at a toy size: checks the suite runs
+
+Results go to a JSON file and a PNG chart of the ratios (``--json``, ``--plot``; by default
+``benchmarks/results/bench-<mode>.json`` and ``.png``), and optionally a Markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import datetime
+import math
 import os
-import platform
 import statistics
 import sys
 import time
+import traceback
 
-# NumPy's BLAS threads, before numpy loads it (threadpoolctl, when installed, sets them exactly).
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, "results")
 
-import numpy as np  # noqa: E402
-
-import myelin  # noqa: E402
-from myelin import ops, reference  # noqa: E402
-
-
-def _time_once(fn, inner: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(inner):
-        fn()
-    return (time.perf_counter() - t0) / inner
+# Largest relative difference from NumPy's output that still counts as the same result.
+AGREE = {"float32": 1e-4, "float64": 1e-10}
 
 
-def _run_for(fn, seconds: float) -> None:
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        fn()
-
-
-def compare(fns: dict, rounds: int, settle: float) -> dict:
-    """Median seconds per call of each function, timed in interleaved blocks.
-
-    Each timed block of about 20 ms follows `settle` seconds of untimed calls of the same
-    function: thread pools keep spinning for a while after their last call (OpenBLAS's for
-    about 0.1 s) and would steal a core from whichever library runs next, so without it a
-    block measures the previous library's threads more than its own.
-    """
-    for fn in fns.values():  # first touch of pages, thread pools started
-        fn()
-    probe = min(_time_once(fn, 1) for fn in fns.values())
-    inner = max(1, int(0.02 / max(probe, 1e-7)))
-    samples = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            _run_for(fn, settle)
-            samples[name].append(_time_once(fn, inner))
-    return {name: statistics.median(ts) for name, ts in samples.items()}
-
-
-def _rng():
-    return np.random.default_rng(0)
-
-
-def case_gemm(n: int, dtype=np.float32):
-    a = _rng().standard_normal((n, n)).astype(dtype)
-    b = _rng().standard_normal((n, n)).astype(dtype)
-    out = np.empty((n, n), dtype)
-    return (
-        f"matmul {n}x{n}x{n}",
-        np.dtype(dtype).name,
-        {"myelin": lambda: ops.matmul(a, b, out=out), "numpy": lambda: np.matmul(a, b, out=out)},
-        ("GFLOP/s", 2.0 * n**3),
-    )
-
-
-def case_mlp_layer(which: str):
-    rng = _rng()
-    x = rng.standard_normal((128, 784)).astype(np.float32)
-    w = rng.standard_normal((512, 784)).astype(np.float32)
-    g = rng.standard_normal((128, 512)).astype(np.float32)
-    flops = 2.0 * 128 * 784 * 512
-    if which == "forward":  # x @ w.T
-        f_m = lambda: ops.matmul(x, w, trans_b=True)  # noqa: E731
-        f_n = lambda: x @ w.T  # noqa: E731
-    elif which == "grad_weight":  # g.T @ x
-        f_m = lambda: ops.matmul(g, x, trans_a=True)  # noqa: E731
-        f_n = lambda: g.T @ x  # noqa: E731
-    else:  # grad_input: g @ w
-        f_m = lambda: ops.matmul(g, w)  # noqa: E731
-        f_n = lambda: g @ w  # noqa: E731
-    return (
-        f"MLP layer 128x784->512 {which}",
-        "float32",
-        {"myelin": f_m, "numpy": f_n},
-        ("GFLOP/s", flops),
-    )
-
-
-def case_batched():
-    rng = _rng()
-    a = rng.standard_normal((1000, 32, 32)).astype(np.float32)
-    b = rng.standard_normal((1000, 32, 32)).astype(np.float32)
-    return (
-        "batched 1000x(32x32 @ 32x32)",
-        "float32",
-        {"myelin": lambda: ops.matmul(a, b), "numpy": lambda: a @ b},
-        ("GFLOP/s", 2.0 * 1000 * 32**3),
-    )
-
-
-def case_linear():
-    rng = _rng()
-    x = rng.standard_normal((128, 784)).astype(np.float32)
-    w = rng.standard_normal((512, 784)).astype(np.float32)
-    b = rng.standard_normal(512).astype(np.float32)
-    return (
-        "linear+bias+relu 128x784->512",
-        "float32",
-        {
-            "myelin": lambda: ops.linear(x, w, b, "relu"),
-            "numpy": lambda: reference.linear(x, w, b, "relu"),
-        },
-        ("GFLOP/s", 2.0 * 128 * 784 * 512),
-    )
-
-
-def case_xent(n=4096, c=1000):
-    rng = _rng()
-    logits = rng.standard_normal((n, c)).astype(np.float32)
-    labels = rng.integers(0, c, n)
-    return (
-        f"softmax xent fwd+bwd {n}x{c}",
-        "float32",
-        {
-            "myelin": lambda: ops.softmax_cross_entropy(logits, labels),
-            "numpy": lambda: reference.softmax_cross_entropy(logits, labels),
-        },
-        ("GB/s", 2.0 * logits.nbytes),
-    )
-
-
-def case_relu(n=1 << 24):
-    x = _rng().standard_normal(n).astype(np.float32)
-    y = np.empty_like(x)
-    return (
-        f"relu {n // (1 << 20)}M",
-        "float32",
-        {
-            "myelin": lambda: ops.relu(x, out=y),
-            "numpy": lambda: reference.relu(x, out=y),
-            "copy": lambda: np.copyto(y, x),
-        },
-        ("GB/s", 2.0 * x.nbytes),
-    )
-
-
-def case_adam(n=6_000_000):
-    rng = _rng()
-    state = {
-        name: [rng.standard_normal(n).astype(np.float32) for _ in range(4)]
-        for name in ("myelin", "numpy")
-    }
-    for s in state.values():
-        s[3] = np.abs(s[3])
-    counter = {"myelin": 0, "numpy": 0}
-
-    def run(impl, name):
-        p, g, m, v = state[name]
-        counter[name] += 1
-        impl.adam_step(p, g, m, v, step=counter[name])
-
-    return (
-        f"adam step {n / 1e6:.0f}M params",
-        "float32",
-        {"myelin": lambda: run(ops, "myelin"), "numpy": lambda: run(reference, "numpy")},
-        ("GB/s", 7.0 * 4 * n),
-    )
-
-
-QUICK = [
-    lambda: case_gemm(64),
-    lambda: case_gemm(256),
-    lambda: case_gemm(1024),
-    lambda: case_mlp_layer("forward"),
-    lambda: case_batched(),
-    lambda: case_linear(),
-    lambda: case_xent(),
-    lambda: case_relu(),
-    lambda: case_adam(),
-]
-FULL = [
-    *(lambda n=n: case_gemm(n) for n in (64, 128, 256, 512, 1024, 2048)),
-    lambda: case_gemm(1024, np.float64),
-    *(lambda w=w: case_mlp_layer(w) for w in ("forward", "grad_weight", "grad_input")),
-    case_batched,
-    case_linear,
-    case_xent,
-    case_relu,
-    case_adam,
-]
-
-
-def main(argv=None) -> int:
+def _parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a small subset, under a minute")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    parser.add_argument("--threads", type=int, default=2, help="threads for myelin (default 2)")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="a subset of the cases, under a minute")
+    size.add_argument(
+        "--smoke", action="store_true", help="every case once at a toy size (tests the suite)"
+    )
+    parser.add_argument("--threads", type=int, default=2, help="threads for every library (2)")
+    parser.add_argument("--json", metavar="PATH", help="where to write the results as JSON")
+    parser.add_argument("--plot", metavar="PATH", help="where to write the PNG chart of ratios")
+    parser.add_argument("--no-plot", action="store_true", help="do not draw the chart")
+    parser.add_argument("--markdown", metavar="PATH", help="also write the table as Markdown")
+    parser.add_argument(
+        "--only", metavar="TEXT", action="append", help="run only cases whose key contains TEXT"
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="exit with status 1 when a target is missed"
+    )
     args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
+    return args
 
-    myelin.set_num_threads(args.threads)
+
+def _set_threads(threads: int):
+    """The same thread count for every library; returns what keeps threadpoolctl's limit alive."""
+    import myelin
+
+    myelin.set_num_threads(threads)
+    limiter = None
     try:
         from threadpoolctl import threadpool_limits
 
-        threadpool_limits(args.threads)
+        limiter = threadpool_limits(limits=threads)
     except ImportError:
-        pass
-    myelin.show_config()
+        pass  # OPENBLAS_NUM_THREADS, set before NumPy loaded, does it
+    from cases import torch_module
+
+    torch = torch_module()
+    if torch is not None:
+        torch.set_num_threads(threads)
+    return limiter
+
+
+def measure_peak(threads: int, seconds: float) -> float | None:
+    """The float32 FMA peak of ``threads`` threads in GFLOP/s, from the C probe built with myelin;
+    None when this build has no probe (then no row gets a fraction of peak: no estimate made in
+    Python could tell what the vector units can do)."""
+    from myelin import _kernels
+
+    probe = getattr(_kernels, "fma_peak_gflops", None)
+    if probe is None:
+        return None
+    return float(probe(threads, seconds))
+
+
+def _finite(x):
+    return x if x is None or math.isfinite(x) else None
+
+
+def run_case(case, mode) -> dict:
+    """Verify, time and count the allocations of one case; the raw measurements as a dict."""
+    from allocs import count_allocations
+    from timing import compare
+
+    row = {
+        "key": case.key,
+        "label": case.label,
+        "op": case.op,
+        "shape": case.shape,
+        "dtype": case.dtype,
+        "group": case.group,
+        "unit": case.unit,
+        "baseline": case.baseline_label,
+        "missing": dict(case.missing),
+    }
+    if case.unavailable:
+        row["unavailable"] = case.unavailable
+        return row
+    row["diffs"] = {k: _finite(v) for k, v in (case.verify() if case.verify else {}).items()}
+    rounds = mode.rounds
+    if case.key == "digits-fit":
+        rounds = min(rounds, mode.fit_rounds)
+    row["seconds"] = compare(case.fns, rounds, mode.settle, mode.block, mode.warmup)
+    if case.alloc_steps:
+        steps, warmup = (1, 1) if mode.smoke else (5, 3)
+        row["allocs"] = {
+            name: count_allocations(step, steps=steps, warmup=warmup)
+            for name, step in case.alloc_steps.items()
+        }
+    if case.accuracy:
+        row["accuracy"] = {k: statistics.median(v) for k, v in case.accuracy.items()}
+    row["_work"], row["_flops"], row["_gemm"] = case.work, case.flops, case.gemm
+    return row
+
+
+def finish_row(row: dict, peak: float | None) -> dict:
+    """Ratios, rates, fraction of peak and the target checks of a measured row."""
+    import targets
+
+    work, flops, gemm = row.pop("_work", None), row.pop("_flops", None), row.pop("_gemm", False)
+    group = row.get("group")
+    row["target_text"] = ", ".join(c.describe() for c in targets.CHECKS.get(group, ()))
+    if "unavailable" in row:
+        row["checks"] = targets.evaluate(group, {}, row["missing"], None, None)
+        for c in row["checks"]:
+            c["status"] = row["unavailable"]
+        row["result"] = row["unavailable"]
+        return row
+    seconds = row["seconds"]
+    t = seconds["myelin"]
+    row["ratios"] = {k: v / t for k, v in seconds.items() if k != "myelin"}
+    scale = 1e-9 if row["unit"] in ("GFLOP/s", "GB/s") else 1.0
+    row["rate"] = work * scale / t if work else None
+    if flops:
+        row["gflops"] = flops / t / 1e9
+    row["fraction_of_peak"] = None
+    if gemm and peak:
+        dtype_peak = peak if row["dtype"] == "float32" else peak / 2  # half the lanes
+        row["fraction_of_peak"] = row["rate"] / dtype_peak
+    accuracy = row.get("accuracy", {}).get("myelin")
+    row["checks"] = targets.evaluate(
+        group, seconds, row["missing"], row["fraction_of_peak"], accuracy
+    )
+    tol = AGREE.get(row["dtype"], 1e-4)
+    bad = [k for k, v in row.get("diffs", {}).items() if v is None or v > tol]
+    row["outputs_agree"] = not bad
+    statuses = [c["status"] for c in row["checks"]]
+    if not statuses:
+        verdict = "no target"
+    elif "FAIL" in statuses:
+        verdict = "FAIL"
+    elif all(s == "PASS" for s in statuses):
+        verdict = "PASS"
+    elif "PASS" in statuses:
+        verdict = "PASS (part)"
+    else:
+        verdict = "not measured"
+    measured = [
+        targets.Check(c["against"], c["minimum"]).format_value(c["value"])
+        for c in row["checks"]
+        if c["value"] is not None
+    ]
+    unmeasured = [f"{c['against']} {c['status']}" for c in row["checks"] if c["value"] is None]
+    details = ", ".join(measured + unmeasured)
+    row["result"] = verdict + (f": {details}" if details else "")
+    if bad:
+        row["result"] = f"OUTPUTS DIFFER ({', '.join(bad)}); " + row["result"]
+    return row
+
+
+def target_summary(rows: list[dict]) -> list[dict]:
+    """Each target of the issue with the rows that measure it and its overall status."""
+    import targets
+
+    out = []
+    for group, text in targets.all_targets():
+        members = [r for r in rows if r.get("group") == group]
+        statuses = [c["status"] for r in members for c in r.get("checks", [])]
+        if not members:
+            status = "not run"
+        elif "FAIL" in statuses or any(not r.get("outputs_agree", True) for r in members):
+            status = "FAIL"
+        elif statuses and all(s == "PASS" for s in statuses):
+            status = "PASS"
+        else:
+            status = "not fully measured"
+        out.append(
+            {"case": group, "target": text, "rows": [r["key"] for r in members], "status": status}
+        )
+    return out
+
+
+def main(argv=None) -> int:
+    args = _parse(argv)
+    mode_name = "smoke" if args.smoke else "quick" if args.quick else "full"
+    # Before NumPy loads its BLAS: its thread count (threadpoolctl, when installed, also sets it).
+    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+        os.environ[var] = str(args.threads)
+    sys.path.insert(0, HERE)
+
+    import cases
+    import report
+    import targets
+
+    mode = cases.MODES[mode_name]
+    _limiter = _set_threads(args.threads)  # noqa: F841  (kept alive for the whole run)
+    info = report.machine_info(args.threads)
+    started = datetime.datetime.now(datetime.timezone.utc)
+
+    peak_runs = []
+    first = measure_peak(args.threads, mode.peak_seconds)
+    if first is not None:
+        peak_runs.append(first)
+
+    factories = cases.cases_for(mode)
+    rows, errors = [], []
+    for i, factory in enumerate(factories, 1):
+        t0 = time.perf_counter()
+        try:
+            case = factory(mode)
+        except Exception:
+            errors.append(traceback.format_exc())
+            print(f"[{i:2d}/{len(factories)}] case setup failed", file=sys.stderr)
+            print(errors[-1], file=sys.stderr)
+            continue
+        if args.only and not any(text in case.key for text in args.only):
+            continue
+        print(f"[{i:2d}/{len(factories)}] {case.key} ...", end="", file=sys.stderr, flush=True)
+        try:
+            rows.append(run_case(case, mode))
+        except Exception:
+            errors.append(f"{case.key}:\n{traceback.format_exc()}")
+            print(" FAILED", file=sys.stderr)
+            print(errors[-1], file=sys.stderr)
+            continue
+        print(f" {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+
+    second = measure_peak(args.threads, mode.peak_seconds)
+    if second is not None:
+        peak_runs.append(second)
+    peak = {
+        "gflops": max(peak_runs) if peak_runs else None,
+        "runs": peak_runs,
+        "threads": args.threads,
+        "source": "myelin._kernels.fma_peak_gflops (12 FMA chains per thread, widest vectors)",
+        "note": None if peak_runs else "this build of myelin has no fma_peak_gflops probe",
+    }
+    for row in rows:
+        finish_row(row, peak["gflops"])
+    summary = target_summary(rows)
+
+    print()
+    report.print_machine(info, peak)
     print(
-        f"numpy {np.__version__}, python {platform.python_version()}, "
-        f"{os.cpu_count()} logical CPUs, {platform.machine()}"
+        f"mode {mode.name}: {mode.rounds} interleaved rounds, medians; {args.threads} threads "
+        f"for myelin, NumPy's BLAS and PyTorch"
     )
-    rounds, settle = (5, 0.15) if args.quick else (9, 0.25)
-    header = (
-        f"{'case':36s} {'dtype':8s} {'myelin':>10s} {'numpy':>10s} {'numpy/myelin':>12s} "
-        f"{'myelin rate':>16s}"
-    )
-    print(header)
-    print("-" * len(header))
-    results = []
-    for make in QUICK if args.quick else FULL:
-        name, dtype, fns, (unit, work) = make()
-        t = compare(fns, rounds, settle)
-        ratio = t["numpy"] / t["myelin"]
-        rate = work / t["myelin"] / 1e9
-        extra = ""
-        if "copy" in t:
-            extra = f"  (copy {work / t['copy'] / 1e9:.1f} {unit}: {t['copy'] / t['myelin']:.2f}x)"
-        print(
-            f"{name:36s} {dtype:8s} {t['myelin'] * 1e3:8.3f}ms {t['numpy'] * 1e3:8.3f}ms "
-            f"{ratio:11.2f}x {rate:10.1f} {unit}{extra}"
+    print()
+    print(report.text_table(rows))
+    allocations = report.alloc_table(rows)
+    if allocations:
+        print()
+        print(allocations)
+    print()
+    print("Targets of issue 4:")
+    for t in summary:
+        print(f"  {t['status']:18s} {t['case']}: {t['target']}")
+    if errors:
+        print(f"\n{len(errors)} case(s) raised an error (tracebacks above, on stderr)")
+
+    payload = {
+        "suite": "myelin benchmarks (issue 4)",
+        "mode": mode.name,
+        "started_utc": started.isoformat(timespec="seconds"),
+        "settings": {
+            "threads": args.threads,
+            "rounds": mode.rounds,
+            "settle_seconds": mode.settle,
+            "block_seconds": mode.block,
+        },
+        "machine": info,
+        "peak": peak,
+        "rows": rows,
+        "targets": summary,
+        "issue_targets": [list(t) for t in targets.all_targets()],
+        "errors": errors,
+    }
+    json_path = args.json or os.path.join(RESULTS, f"bench-{mode.name}.json")
+    report.write_json(json_path, payload)
+    print(f"\nresults written to {json_path}")
+    if not args.no_plot:
+        plot_path = args.plot or os.path.join(RESULTS, f"bench-{mode.name}.png")
+        title = (
+            f"myelin, {mode.name} run {started:%Y-%m-%d}: {info['cpu']}, {args.threads} threads; "
+            f"numpy {info['numpy']}, torch {info['torch'].split(',')[0]}"
         )
-        results.append(
-            {
-                "case": name,
-                "dtype": dtype,
-                "seconds": t,
-                "ratio_numpy_over_myelin": ratio,
-                "rate": rate,
-                "unit": unit,
-            }
-        )
-        sys.stdout.flush()
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"threads": args.threads, "results": results}, f, indent=2)
+        print(report.plot(plot_path, rows, title))
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(report.markdown_table(rows) + "\n")
+        print(f"Markdown table written to {args.markdown}")
+    if errors:
+        return 1
+    if args.strict and any(t["status"] != "PASS" for t in summary):
+        return 1
     return 0
 
 

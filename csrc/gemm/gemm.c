@@ -73,6 +73,9 @@
 #ifndef GEMM_DIRECT_A_ALIAS
 #define GEMM_DIRECT_A_ALIAS 4096     /* ... unless the A row stride is a multiple of this (bytes) */
 #endif
+#ifndef GEMM_PACK_ROWS
+#define GEMM_PACK_ROWS 8             /* rows of B copied together when packing contiguous rows */
+#endif
 #ifndef GEMM_GRAIN
 #define GEMM_GRAIN (1 << 18)         /* flops worth a thread (~2 us on one Zen 4 core) */
 #endif
@@ -278,6 +281,28 @@ static void tpack_f64(double *restrict dst, int64_t DW, const double *src, int64
 DEFINE_PANEL_COPY(float, f32)
 DEFINE_PANEL_COPY(double, f64)
 
+/* rows x W elements from rows ld apart into one dense block (W the panel width): dst[q*W + j] =
+ * src[q*ld + j]. A compile-time width for the widths the kernel tables use. */
+#define COPY_W(T, W)                                                                             \
+    for (int64_t q = 0; q < rows; q++) memcpy(dst + q * (W), src + q * ld, (W) * sizeof(T))
+
+#define DEFINE_ROWS_COPY(T, SFX)                                                                 \
+    static void copy_rows_##SFX(T *restrict dst, const T *src, int64_t ld, int64_t W,            \
+                                int64_t rows)                                                    \
+    {                                                                                            \
+        switch (W) {                                                                             \
+        case 32: COPY_W(T, 32); return;                                                          \
+        case 16: COPY_W(T, 16); return;                                                          \
+        case 8: COPY_W(T, 8); return;                                                            \
+        case 4: COPY_W(T, 4); return;                                                            \
+        default:                                                                                 \
+            for (int64_t q = 0; q < rows; q++)                                                   \
+                memcpy(dst + q * W, src + q * ld, (size_t)W * sizeof(T));                        \
+        }                                                                                        \
+    }
+DEFINE_ROWS_COPY(float, f32)
+DEFINE_ROWS_COPY(double, f64)
+
 /* SFX: f32 / f64; KT: the kernel table type; UKR, UKA: its micro-kernel types. */
 #define DEFINE_GEMM(T, SFX, KT, UKR, UKA)                                                        \
                                                                                                  \
@@ -297,12 +322,23 @@ DEFINE_PANEL_COPY(double, f64)
                 for (int64_t r = 0; r < R; r++) dst[q * DW + r] = src[r * sr + q * sq];          \
     }                                                                                            \
                                                                                                  \
-    /* B block (kc x nc) -> NR-column micro-panels, b[p*NR + j], columns past nc zero. */        \
+    /* B block (kc x nc) -> NR-column micro-panels, b[p*NR + j], columns past nc zero. When the  \
+     * rows of B are contiguous, a few rows at a time across all panels: B is then read in       \
+     * nearly row order (whole cache lines, a few streams) instead of NR columns down kc rows. */ \
     static void pack_b_##SFX(T *restrict dst, const T *B, int64_t rsb, int64_t csb, int64_t kc,  \
                              int64_t nc, int64_t NR)                                             \
     {                                                                                            \
-        for (int64_t jr = 0; jr < nc; jr += NR, dst += NR * kc)                                  \
-            pack_panel_##SFX(dst, NR, B + jr * csb, csb, rsb, min64(NR, nc - jr), kc);           \
+        int64_t j0 = 0;                                                                          \
+        if (csb == 1 && nc >= NR) {                                                              \
+            j0 = nc / NR * NR;                                                                   \
+            for (int64_t p0 = 0; p0 < kc; p0 += GEMM_PACK_ROWS) {                                \
+                const int64_t pe = min64(kc, p0 + GEMM_PACK_ROWS);                               \
+                for (int64_t jr = 0; jr < j0; jr += NR)                                          \
+                    copy_rows_##SFX(dst + jr * kc + p0 * NR, B + p0 * rsb + jr, rsb, NR, pe - p0); \
+            }                                                                                    \
+        }                                                                                        \
+        for (int64_t jr = j0; jr < nc; jr += NR)                                                 \
+            pack_panel_##SFX(dst + jr * kc, NR, B + jr * csb, csb, rsb, min64(NR, nc - jr), kc); \
     }                                                                                            \
                                                                                                  \
     /* Finished rows: + bias, then the activation, row by row while they are in cache. */        \
