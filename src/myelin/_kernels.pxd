@@ -79,3 +79,5 @@ cdef extern from "myelin/kernels.h" nogil:
     void myelin_rmsprop_step_f64(double *p, double *sq, double *buf, double *gavg,
                                  const double *g, int64_t n, double lr, double alpha, double eps,
                                  double weight_decay, double momentum)
+
+    double myelin_fma_peak_gflops(int threads, double seconds)

@@ -92,6 +92,16 @@ def get_num_threads():
     return myelin_get_num_threads()
 
 
+# ---------------------------------------------------------------- machine probe
+
+def fma_peak_gflops(int threads, double seconds):
+    """The float32 FMA peak of `threads` threads in GFLOP/s, measured for about `seconds`."""
+    cdef double gflops
+    with nogil:
+        gflops = myelin_fma_peak_gflops(threads, seconds)
+    return gflops
+
+
 # ---------------------------------------------------------------- GEMM
 
 def gemm(cnp.ndarray out, cnp.ndarray a, cnp.ndarray b, double beta=0.0, object bias=None,

@@ -179,6 +179,13 @@ void myelin_rmsprop_step_f64(double *p, double *sq, double *buf, double *gavg, c
                              int64_t n, double lr, double alpha, double eps, double weight_decay,
                              double momentum);
 
+/* ---------------------------------------------------------------- machine probe */
+
+/* The float32 FMA peak of `threads` threads in GFLOP/s (an FMA counts as 2 flops), measured for
+ * about `seconds` with 12 independent FMA chains per thread on the widest vectors the CPU has
+ * (csrc/probe/fma_peak.c); threads < 1 means 1. For the benchmarks' "fraction of peak". */
+double myelin_fma_peak_gflops(int threads, double seconds);
+
 #ifdef __cplusplus
 }
 #endif
