@@ -155,3 +155,96 @@ def test_sequential_chain_with_and_without_bias_and_mixed_layers():
         np.testing.assert_allclose(a, p.grad.data, rtol=1e-5, atol=1e-7)
     with pytest.raises(ValueError, match=r"Linear\(4, 3\) got input of shape \(\.\.\., 7\)"):
         nn.Sequential(nn.Linear(5, 7), nn.Linear(4, 3))(x)
+
+
+def _mlp(seed, sizes=(300, 200, 100, 10)):
+    myelin.manual_seed(seed)
+    layers = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def _train(model, steps, x, y, pooled=True):
+    if not pooled:
+        model._workspace = None
+    opt = myelin.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(steps):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model.state_dict()
+
+
+def test_reused_buffers_give_the_same_training_bitwise(rng):
+    x = myelin.tensor(rng.standard_normal((128, 300)).astype(np.float32))
+    y = myelin.tensor(rng.integers(0, 10, 128))
+    a = _train(_mlp(1), 6, x, y, pooled=True)
+    b = _train(_mlp(1), 6, x, y, pooled=False)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_a_gradient_the_user_kept_is_never_overwritten(rng):
+    model = _mlp(2)
+    x = myelin.tensor(rng.standard_normal((128, 300)).astype(np.float32))
+    y = myelin.tensor(rng.integers(0, 10, 128))
+    opt = myelin.optim.SGD(model.parameters(), lr=0.1)
+    nn.functional.cross_entropy(model(x), y).backward()
+    kept = model[0].weight.grad  # a Tensor over the gradient array
+    snapshot = kept.data.copy()
+    opt.step()
+    opt.zero_grad()
+    nn.functional.cross_entropy(model(x), y).backward()
+    np.testing.assert_array_equal(kept.data, snapshot)
+    assert not np.array_equal(model[0].weight.grad.data, snapshot)
+
+
+def test_second_backward_raises_unless_the_graph_is_retained(rng):
+    model = _mlp(3)
+    x = myelin.tensor(rng.standard_normal((64, 300)).astype(np.float32))
+    loss = model(x).sum()
+    loss.backward(retain_graph=True)
+    first = model[0].weight.grad.data.copy()
+    loss.backward()
+    np.testing.assert_allclose(model[0].weight.grad.data, 2 * first, rtol=1e-6)
+    with pytest.raises(RuntimeError, match="second time"):
+        loss.backward()
+
+
+def test_inference_with_pooled_buffers_matches_training_mode_outputs(rng):
+    model = _mlp(4)
+    x = rng.standard_normal((256, 300)).astype(np.float32)
+    with myelin.no_grad():
+        a = model(x).data.copy()
+        b = model(x).data.copy()
+    c = model(x).data
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize("activation", [None, "relu", "tanh"])
+def test_linear_backward_into_given_arrays(rng, activation):
+    x, w = _f(rng, (40, 30), np.float32), _f(rng, (20, 30), np.float32)
+    y = ops.linear(x, w, None, activation)
+    g = _f(rng, y.shape, np.float32)
+    want = ops.linear_backward(g, x, w, y, activation)
+    outs = (np.full_like(x, np.nan), np.full_like(w, np.nan), np.full(20, np.nan, np.float32))
+    got = ops.linear_backward(g.copy(), x, w, y, activation, out=outs, work=None)
+    assert all(a is b for a, b in zip(got, outs, strict=True))
+    gg = g.copy()
+    got2 = ops.linear_backward(gg, x, w, y, activation, work=gg)  # scratch = grad_y itself
+    for a, b, c in zip(want, got, got2, strict=True):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+    # an out array overlapping an input takes the general path: still right
+    big = np.zeros((40 * 30 + 20 * 30,), np.float32)
+    xs = big[: 40 * 30].reshape(40, 30)
+    xs[...] = x
+    ow = big[40 * 30 :].reshape(20, 30)
+    got3 = ops.linear_backward(g, xs, w, y, activation, out=(None, ow, None))
+    np.testing.assert_array_equal(got3[1], want[1])
+    with pytest.raises(ValueError, match="shape"):
+        ops.linear_backward(g, x, w, y, activation, out=(None, np.zeros((3, 3), np.float32), None))

@@ -119,8 +119,20 @@ def accumulate(t, g: np.ndarray, adopted: set | None = None) -> None:
         np.add(t._grad, g, out=t._grad, casting="unsafe")
 
 
-def backward(root, grad: np.ndarray) -> None:
-    """Reverse pass from ``root`` seeded with ``grad``; leaves accumulate into ``.grad``."""
+def _consumed(g):
+    raise RuntimeError(
+        "Trying to backward through the graph a second time: its saved arrays were released "
+        "after the first backward(). Call backward(retain_graph=True) the first time if you "
+        "need to."
+    )
+
+
+def backward(root, grad: np.ndarray, retain_graph: bool = False) -> None:
+    """Reverse pass from ``root`` seeded with ``grad``; leaves accumulate into ``.grad``.
+
+    Unless ``retain_graph``, each recorded node drops its backward function once it has run
+    (as PyTorch frees the graph): the arrays it saved are released, and a function with a
+    ``release`` attribute (``F.linear_chain``'s) hands its buffers back for reuse."""
     adopted: set = set()
     if root._ctx is None:
         accumulate(root, grad, adopted)
@@ -137,7 +149,13 @@ def backward(root, grad: np.ndarray) -> None:
             if t._retain:
                 accumulate(t, g)
             parents, fn = t._ctx
-            for p, pg in zip(parents, fn(g), strict=True):
+            pgrads = fn(g)
+            if not retain_graph:
+                t._ctx = (parents, _consumed)
+                release = getattr(fn, "release", None)
+                if release is not None:
+                    release()
+            for p, pg in zip(parents, pgrads, strict=True):
                 if pg is None or p is None or not p.requires_grad:
                     continue
                 if p._ctx is None:

@@ -550,6 +550,16 @@ cdef void _gemm(bint f64, void *c, int64_t ldc, const void *a, int64_t rsa, int6
                         csb, M, N, K, 0.0, <const float *>bias, act, slope)
 
 
+cdef inline bint _buffer_ok(object a, int t, int64_t rows, int64_t cols, int ndim):
+    """a is a writable plain array of type t and shape (rows, cols) (ndim 2) or (rows,)."""
+    if _plain_type(a) != t:
+        return False
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    if arr.ndim != ndim or not cnp.PyArray_ISWRITEABLE(arr) or arr.shape[0] != rows:
+        return False
+    return ndim == 1 or arr.shape[1] == cols
+
+
 def matmul_fast(object a, object b, bint trans_a, bint trans_b):
     """a @ b (each optionally transposed) for 2-D C-contiguous arrays of one float dtype, as a
     new array; None for anything else."""
@@ -578,9 +588,11 @@ def matmul_fast(object a, object b, bint trans_a, bint trans_b):
     return out
 
 
-def linear_fast(object x, object w, object bias, object activation, object negative_slope):
+def linear_fast(object x, object w, object bias, object activation, object negative_slope,
+                object out=None):
     """act(x @ w.T + bias) for x (M, K), w (N, K), bias (N,) or None, all C-contiguous of one
-    float dtype; a new (M, N) array, or None for anything else."""
+    float dtype, into `out` (a writable C-contiguous (M, N) array of the dtype) or a new array;
+    None for anything else (out sharing memory with an input is the caller's to refuse)."""
     cdef int t = _plain_type(x)
     if t < 0 or _plain_type(w) != t:
         return None
@@ -600,11 +612,14 @@ def linear_fast(object x, object w, object bias, object activation, object negat
     cdef double slope = <double>negative_slope
     if not slope >= 0.0:
         return None
-    cdef cnp.ndarray out = _empty2(M, N, t)
+    if out is None:
+        out = _empty2(M, N, t)
+    elif not _buffer_ok(out, t, M, N, 2):
+        return None
     cdef bint f64 = t == cnp.NPY_FLOAT64
     cdef void *px = cnp.PyArray_DATA(X)
     cdef void *pw = cnp.PyArray_DATA(W)
-    cdef void *pc = cnp.PyArray_DATA(out)
+    cdef void *pc = cnp.PyArray_DATA(<cnp.ndarray>out)
     if M > 0 and N > 0:
         with nogil:
             _gemm(f64, pc, N, px, K, 1, pw, 1, K, M, N, K, pbias, act, slope)
@@ -612,8 +627,11 @@ def linear_fast(object x, object w, object bias, object activation, object negat
 
 
 def linear_backward_fast(object grad_y, object x, object w, object y, object activation,
-                         object negative_slope, bint need_grad_x):
-    """(grad_x or None, grad_w, grad_b) of linear_fast's case; None for anything else."""
+                         object negative_slope, bint need_grad_x, object out_x=None,
+                         object out_w=None, object out_b=None, object work=None):
+    """(grad_x or None, grad_w, grad_b) of linear_fast's case, written into the given out_*
+    arrays (else new ones); `work` (M, N) receives the activation's gradient and may be grad_y
+    itself (overwritten). None for anything else."""
     cdef int t = _plain_type(grad_y)
     if t < 0 or _plain_type(x) != t or _plain_type(w) != t:
         return None
@@ -640,7 +658,12 @@ def linear_backward_fast(object grad_y, object x, object w, object y, object act
         Y = <cnp.ndarray>y
         if Y.ndim != 2 or Y.shape[0] != M or Y.shape[1] != N:
             return None
-        gz = _empty2(M, N, t)
+        if work is None:
+            gz = _empty2(M, N, t)
+        elif _buffer_ok(work, t, M, N, 2):
+            gz = <cnp.ndarray>work
+        else:
+            return None
         pg = cnp.PyArray_DATA(G)
         py = cnp.PyArray_DATA(Y)
         with nogil:
@@ -650,12 +673,18 @@ def linear_backward_fast(object grad_y, object x, object w, object y, object act
             else:
                 myelin_act_backward_f32(<float *>cnp.PyArray_DATA(gz), <const float *>pg,
                                         <const float *>py, M * N, act, slope)
-    cdef cnp.ndarray gw = _empty2(N, K, t)
-    cdef cnp.ndarray gb = _empty1(N, t)
+    if out_w is not None and not _buffer_ok(out_w, t, N, K, 2):
+        return None
+    if out_b is not None and not _buffer_ok(out_b, t, N, 0, 1):
+        return None
+    if need_grad_x and out_x is not None and not _buffer_ok(out_x, t, M, K, 2):
+        return None
+    cdef cnp.ndarray gw = _empty2(N, K, t) if out_w is None else <cnp.ndarray>out_w
+    cdef cnp.ndarray gb = _empty1(N, t) if out_b is None else <cnp.ndarray>out_b
     cdef object gx = None
     cdef void *pgx = NULL
     if need_grad_x:
-        gx = _empty2(M, K, t)
+        gx = _empty2(M, K, t) if out_x is None else out_x
         pgx = cnp.PyArray_DATA(<cnp.ndarray>gx)
     cdef void *pgz = cnp.PyArray_DATA(gz)
     cdef void *px = cnp.PyArray_DATA(X)

@@ -261,6 +261,10 @@ def linear(x, weight, bias=None, activation=None, *, negative_slope=0.01, out=No
         res = _kernels.linear_fast(x, weight, bias, activation, negative_slope)
         if res is not None:
             return res
+    elif not _overlaps(out, (x, weight, bias)):
+        res = _kernels.linear_fast(x, weight, bias, activation, negative_slope, out)
+        if res is not None:
+            return res
     act = _activation(activation)
     slope = _slope(negative_slope)
     arrays = [_as_float(x, "x"), _as_float(weight, "weight")]
@@ -304,8 +308,22 @@ def linear(x, weight, bias=None, activation=None, *, negative_slope=0.01, out=No
     return res
 
 
+def _overlaps(a, others) -> bool:
+    """Whether ndarray ``a`` shares memory with any ndarray among ``others``."""
+    return any(isinstance(o, np.ndarray) and np.may_share_memory(a, o) for o in others)
+
+
 def linear_backward(
-    grad_y, x, weight, y, activation=None, *, negative_slope=0.01, need_grad_x=True
+    grad_y,
+    x,
+    weight,
+    y,
+    activation=None,
+    *,
+    negative_slope=0.01,
+    need_grad_x=True,
+    out=None,
+    work=None,
 ):
     """Gradients of :func:`linear`.
 
@@ -319,16 +337,30 @@ def linear_backward(
     need_grad_x : bool
         False skips the ``grad_x`` GEMM (a first layer, whose input needs no gradient) and
         returns None in its place.
+    out : tuple of three ndarrays or None, optional
+        Arrays to write ``(grad_x, grad_weight, grad_bias)`` into (each may be None); each must
+        have the result's shape and dtype and share memory with no input.
+    work : ndarray, optional
+        Scratch of ``grad_y``'s shape and dtype for the activation's gradient; may be ``grad_y``
+        itself, which may then be overwritten (a caller that owns ``grad_y`` saves an
+        allocation).
 
     Returns
     -------
     (grad_x, grad_weight, grad_bias) with the shapes of x, weight and ``(out_features,)``.
     """
-    res = _kernels.linear_backward_fast(
-        grad_y, x, weight, y, activation, negative_slope, bool(need_grad_x)
-    )
-    if res is not None:
-        return res
+    if out is None and work is None:
+        res = _kernels.linear_backward_fast(
+            grad_y, x, weight, y, activation, negative_slope, bool(need_grad_x)
+        )
+        if res is not None:
+            return res
+    else:
+        res = _linear_backward_into(
+            grad_y, x, weight, y, activation, negative_slope, bool(need_grad_x), out, work
+        )
+        if res is not None:
+            return res
     act = _activation(activation)
     slope = _slope(negative_slope)
     arrays = [_as_float(grad_y, "grad_y"), _as_float(x, "x"), _as_float(weight, "weight")]
@@ -369,7 +401,38 @@ def linear_backward(
     _kernels.colsum(grad_b, g, g.shape[0], n_out)
     if grad_x is not None:
         grad_x = grad_x.reshape(x.shape)
+    if out is not None:  # the general path computes, then copies into the given arrays
+        res = []
+        for name, got, dst in zip(
+            ("grad_x", "grad_weight", "grad_bias"), (grad_x, grad_w, grad_b), out, strict=True
+        ):
+            if dst is None or got is None:
+                res.append(got)
+            else:
+                np.copyto(_check_out(dst, f"out ({name})", got.shape, got.dtype), got)
+                res.append(dst)
+        return tuple(res)
     return grad_x, grad_w, grad_b
+
+
+def _linear_backward_into(grad_y, x, weight, y, activation, slope, need_x, out, work):
+    """The fast path of linear_backward with out/work arrays, after checking that none of them
+    shares memory with an input (work may be grad_y itself); None when it does not apply."""
+    if out is None:
+        out = (None, None, None)
+    elif not isinstance(out, tuple) or len(out) != 3:
+        raise TypeError("out must be a tuple (grad_x, grad_weight, grad_bias) of arrays or None")
+    ox, ow, ob = out
+    inputs = (grad_y, x, weight, y)
+    given = [a for a in (ox, ow, ob) if a is not None]
+    for i, a in enumerate(given):
+        if _overlaps(a, inputs + ((work,) if work is not None else ()) + tuple(given[i + 1 :])):
+            return None
+    if work is not None and work is not grad_y and _overlaps(work, inputs):
+        return None
+    return _kernels.linear_backward_fast(
+        grad_y, x, weight, y, activation, slope, need_x, ox, ow, ob, work
+    )
 
 
 # ---------------------------------------------------------------- activations

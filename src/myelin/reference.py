@@ -74,7 +74,16 @@ def linear(x, weight, bias=None, activation=None, *, negative_slope=0.01, out=No
 
 
 def linear_backward(
-    grad_y, x, weight, y, activation=None, *, negative_slope=0.01, need_grad_x=True
+    grad_y,
+    x,
+    weight,
+    y,
+    activation=None,
+    *,
+    negative_slope=0.01,
+    need_grad_x=True,
+    out=None,
+    work=None,
 ):
     """(grad_x, grad_weight, grad_bias) of `linear`, given the upstream grad_y and its output y;
     grad_x is None when ``need_grad_x`` is False."""
@@ -87,7 +96,12 @@ def linear_backward(
     grad_x = np.matmul(gz, weight) if need_grad_x else None
     grad_weight = np.matmul(gz2.T, x2)
     grad_bias = gz2.sum(axis=0)
-    return grad_x, grad_weight, grad_bias
+    res = (grad_x, grad_weight, grad_bias)
+    if out is None:
+        return res
+    return tuple(
+        r if o is None or r is None else _store(r, o) for r, o in zip(res, out, strict=True)
+    )
 
 
 # ---------------------------------------------------------------- activations

@@ -125,13 +125,16 @@ class Tensor:
     :func:`randn`, ... ``np.asarray(t)`` gives the data without a copy.
     """
 
-    __slots__ = ("_data", "_grad", "requires_grad", "_ctx", "_retain", "__weakref__")
+    # _spare: the gradient array zero_grad() released, which the next backward may write again
+    # when nothing else holds it (see clear_grad and nn.functional.linear_chain)
+    __slots__ = ("_data", "_grad", "requires_grad", "_ctx", "_retain", "_spare", "__weakref__")
 
     def __init__(self, data, requires_grad: bool = False) -> None:
         self._data = data if isinstance(data, np.ndarray) else _to_array(data)
         self._grad = None
         self._ctx = None
         self._retain = False
+        self._spare = None
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -290,7 +293,7 @@ class Tensor:
         """Keep ``.grad`` for this non-leaf tensor during ``backward()``."""
         self._retain = True
 
-    def backward(self, gradient=None) -> None:
+    def backward(self, gradient=None, retain_graph: bool | None = None) -> None:
         """Compute the gradient of this tensor with respect to every leaf that requires grad,
         adding it to their ``.grad`` (``torch.Tensor.backward``).
 
@@ -298,6 +301,9 @@ class Tensor:
         ----------
         gradient : array_like, optional
             d(something)/d(self); may be omitted for a one-element tensor (taken as 1).
+        retain_graph : bool, optional
+            Keep the graph's saved arrays so that backward() can run through it again; by
+            default they are released (and the buffers of fused layers reused), as in PyTorch.
         """
         if not self.requires_grad:
             raise RuntimeError(
@@ -316,7 +322,7 @@ class Tensor:
             if g.shape != self._data.shape:
                 raise ValueError(f"gradient has shape {g.shape}; expected {self._data.shape}")
             g = np.array(g, dtype=self._data.dtype, copy=True)  # never adopt the caller's array
-        _autograd.backward(self, g)
+        _autograd.backward(self, g, bool(retain_graph))
 
     def detach(self) -> Tensor:
         """The same data, cut from the graph (shares memory)."""
@@ -750,6 +756,21 @@ class Tensor:
         if isinstance(index, Tensor):
             index = index._data
         self._data[index] = _to_array(value) if isinstance(value, (Tensor, list)) else value
+
+
+def clear_grad(t: Tensor, set_to_none: bool = True) -> None:
+    """``t.grad = None``, keeping the array as the tensor's spare for the next backward to write
+    again (only if nothing else holds it then); or zeros in place with ``set_to_none=False``."""
+    g = t._grad
+    if g is None:
+        return
+    if set_to_none:
+        t._spare = g
+        t._grad = None
+    elif g.flags.writeable:
+        g.fill(0)
+    else:
+        t._grad = np.zeros_like(t._data)
 
 
 def _unwrap(x):

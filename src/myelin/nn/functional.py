@@ -6,9 +6,12 @@ graph node whose backward is one (or two) kernel calls of :mod:`myelin.ops`.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from myelin import _random, ops
+from myelin._autograd import is_grad_enabled
 from myelin.tensor import Tensor, _make, as_tensor
 
 __all__ = [
@@ -88,42 +91,140 @@ def linear(input, weight, bias=None, activation=None, *, negative_slope: float =
     return _make(y, (x, weight, b), backward)
 
 
-def linear_chain(input, layers) -> Tensor:
+class Workspace:
+    """A pool of reusable arrays, by shape and dtype, for the activations and gradient scratch of
+    :func:`linear_chain`: a training step that runs the same shapes each time takes its large
+    buffers from here instead of allocating them. Only arrays of at least ``min_size`` elements
+    are pooled (small ones cost less to allocate than to look up)."""
+
+    __slots__ = ("_free", "min_size")
+
+    def __init__(self, min_size: int = 16384) -> None:
+        self._free: dict = {}
+        self.min_size = min_size
+
+    def take(self, shape: tuple, dtype) -> np.ndarray:
+        free = self._free.get((shape, dtype))
+        return free.pop() if free else np.empty(shape, dtype)
+
+    def give(self, arr: np.ndarray) -> None:
+        free = self._free.setdefault((arr.shape, arr.dtype), [])
+        if len(free) < 4:
+            free.append(arr)
+
+
+def _spare_grad(p, shape: tuple, dtype):
+    """The parameter's previous gradient array, to be written again, when nothing else can see
+    it: ``zero_grad()`` left it in ``p._spare`` and no other reference to it exists."""
+    spare = p._spare
+    if spare is None or spare.shape != shape or spare.dtype is not dtype:
+        return None
+    # references: p._spare, this local, getrefcount's argument; any more is a user's
+    if sys.getrefcount(spare) > 3:
+        p._spare = None
+        return None
+    p._spare = None
+    return spare
+
+
+def linear_chain(input, layers, workspace: Workspace | None = None) -> Tensor:
     """Several :func:`linear` layers applied in turn, recorded as ONE graph node.
 
     ``layers`` is a sequence of ``(weight, bias, activation, negative_slope, ...)`` (items
-    after the fourth are ignored). The forward runs
-    one fused GEMM per layer and keeps each layer's output; the backward walks them back with one
-    :func:`myelin.ops.linear_backward` per layer (skipping the input-gradient GEMM where no
-    gradient is needed). The numbers are those of the layers applied one by one; the graph is
-    shorter, which is what makes a small MLP's training step cheap. ``nn.Sequential`` uses it for
-    its runs of ``Linear`` (+ activation) layers.
+    after the fourth are ignored). The forward runs one fused GEMM per layer and keeps each
+    layer's output; the backward walks them back with one :func:`myelin.ops.linear_backward` per
+    layer (skipping the input-gradient GEMM where no gradient is needed). The numbers are those
+    of the layers applied one by one; the graph is shorter, which is what makes a small MLP's
+    training step cheap. ``nn.Sequential`` uses it for its runs of ``Linear`` (+ activation)
+    layers.
+
+    With a ``workspace``, large intermediate activations and the backward's scratch come from
+    it and go back to it once the backward has run (or at once without a graph), and a
+    parameter's gradient is written into its previous gradient array when ``zero_grad()``
+    released it and nothing else holds it: a steady-state training step allocates no large
+    arrays.
     """
     x = input if type(input) is Tensor else _float_input(input, "input", like=layers[0][0])
     parents = [x]
     outs = [x._data]
     h = x._data
-    for layer in layers:
+    last = len(layers) - 1
+    pooled = []  # intermediate outputs taken from the workspace
+    recording = is_grad_enabled()
+    for i, layer in enumerate(layers):
         w, b, act, slope = layer[0], layer[1], layer[2], layer[3]
-        h = ops.linear(h, w._data, None if b is None else b._data, act, negative_slope=slope)
+        out = None
+        if workspace is not None and i < last and h.ndim == 2:
+            shape = (h.shape[0], w._data.shape[0])
+            if shape[0] * shape[1] >= workspace.min_size:
+                out = workspace.take(shape, h.dtype)
+        h_new = ops.linear(
+            h, w._data, None if b is None else b._data, act, negative_slope=slope, out=out
+        )
+        if not recording and pooled:  # no graph: the previous output is free once read
+            workspace.give(pooled.pop())
+        if out is not None:
+            pooled.append(out)
+        h = h_new
         outs.append(h)
         parents.append(w)
         parents.append(b)
+    if not recording:
+        for a in pooled:
+            workspace.give(a)
+        return Tensor(h)
 
     def backward(g):
         grads = [None] * len(parents)
-        for i in range(len(layers) - 1, -1, -1):
+        owned = False  # whether g is scratch of ours (then it may be overwritten)
+        for i in range(last, -1, -1):
             w, b, act, slope = layers[i][0], layers[i][1], layers[i][2], layers[i][3]
             need_x = i > 0 or x.requires_grad
+            out = work = None
+            if workspace is not None and g.ndim == 2 and g.size >= workspace.min_size:
+                work = g if owned else (workspace.take(g.shape, g.dtype) if act else None)
+            if workspace is not None:
+                xo = outs[i]
+                ox = ow = ob = None
+                if need_x and i > 0 and xo.ndim == 2 and xo.size >= workspace.min_size:
+                    ox = workspace.take(xo.shape, xo.dtype)
+                if w._data.size >= workspace.min_size:
+                    if w._grad is None:
+                        ow = _spare_grad(w, w._data.shape, w._data.dtype)
+                    if b is not None and b._grad is None:
+                        ob = _spare_grad(b, b._data.shape, b._data.dtype)
+                if ox is not None or ow is not None or ob is not None:
+                    out = (ox, ow, ob)
             gx, gw, gb = ops.linear_backward(
-                g, outs[i], w._data, outs[i + 1], act, negative_slope=slope, need_grad_x=need_x
+                g,
+                outs[i],
+                w._data,
+                outs[i + 1],
+                act,
+                negative_slope=slope,
+                need_grad_x=need_x,
+                out=out,
+                work=work,
             )
+            if work is not None and work is not g:
+                workspace.give(work)
+            if owned:
+                workspace.give(g)
             grads[1 + 2 * i] = gw if w.requires_grad else None
             grads[2 + 2 * i] = gb if b is not None and b.requires_grad else None
             g = gx
+            owned = out is not None and out[0] is not None
         grads[0] = g if x.requires_grad else None
         return tuple(grads)
 
+    if pooled:
+
+        def release():
+            for a in pooled:
+                workspace.give(a)
+            pooled.clear()
+
+        backward.release = release
     return _make(h, tuple(parents), backward)
 
 

@@ -265,6 +265,7 @@ class Sequential(Module):
 
     def __init__(self, *modules) -> None:
         super().__init__()
+        self._workspace = F.Workspace()  # reused buffers of the fused Linear runs
         if len(modules) == 1 and isinstance(modules[0], OrderedDict):
             for name, m in modules[0].items():
                 self._add(str(name), m)
@@ -324,11 +325,11 @@ class Sequential(Module):
                     i += 1
                 params = lin._parameters
                 chain.append((params["weight"], params.get("bias"), act, slope, lin))
-            x = _run_chain(chain, x)
+            x = _run_chain(chain, x, self.__dict__.get("_workspace"))
         return x
 
 
-def _run_chain(chain: list, x) -> Tensor:
+def _run_chain(chain: list, x, workspace) -> Tensor:
     first = chain[0][4]
     xt = x if type(x) is Tensor else F._float_input(x, "input", like=first.weight)
     features = xt._data.shape[-1] if xt._data.ndim else None
@@ -340,7 +341,7 @@ def _run_chain(chain: list, x) -> Tensor:
                 f"{lin._signature()} got input of shape {shape}; expected (..., {lin.in_features})"
             )
         features = lin.out_features
-    return F.linear_chain(xt, chain)
+    return F.linear_chain(xt, chain, workspace)
 
 
 _FUSABLE = (ReLU, LeakyReLU, Sigmoid, Tanh)

@@ -7,7 +7,7 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
-from myelin.tensor import Tensor, _to_array
+from myelin.tensor import Tensor, _to_array, clear_grad
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -22,9 +22,6 @@ class Parameter(Tensor):
         if arr.dtype.kind != "f":
             raise TypeError(f"a Parameter holds floating-point numbers, got dtype {arr.dtype}")
         super().__init__(arr, requires_grad=requires_grad)
-
-    def __repr__(self) -> str:
-        return "Parameter containing:\n" + super().__repr__()
 
 
 class Module:
@@ -176,10 +173,7 @@ class Module:
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear the gradients of every parameter (to None, or to zeros in place)."""
         for p in self.parameters():
-            if set_to_none or p._grad is None:
-                p._grad = None
-            else:
-                p._grad[...] = 0
+            clear_grad(p, set_to_none)
 
     # ------------------------------------------------------------ state
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from myelin._autograd import enable_grad
-from myelin.tensor import Tensor
+from myelin.tensor import Tensor, clear_grad
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -191,12 +191,7 @@ class Optimizer:
         """
         for group in self.param_groups:
             for p in group["params"]:
-                if set_to_none or p._grad is None:
-                    p._grad = None
-                elif p._grad.flags.writeable:
-                    p._grad.fill(0)
-                else:
-                    p._grad = np.zeros_like(p._data)
+                clear_grad(p, set_to_none)
 
     def step(self, closure=None):
         """One update of every parameter that has a gradient (``Optimizer.step``); parameters
