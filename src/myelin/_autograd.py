@@ -150,6 +150,9 @@ def backward(root, grad: np.ndarray, retain_graph: bool = False) -> None:
                 accumulate(t, g)
             parents, fn = t._ctx
             pgrads = fn(g)
+            # a backward function marked `fresh` returns arrays it allocated for this call, one
+            # per parent, which leaves may adopt as they are
+            fresh = getattr(fn, "fresh", False)
             if not retain_graph:
                 t._ctx = (parents, _consumed)
                 release = getattr(fn, "release", None)
@@ -159,7 +162,11 @@ def backward(root, grad: np.ndarray, retain_graph: bool = False) -> None:
                 if pg is None or p is None or not p.requires_grad:
                     continue
                 if p._ctx is None:
-                    accumulate(p, pg, adopted)
+                    d = p._data
+                    if fresh and p._grad is None and pg.dtype is d.dtype and pg.shape == d.shape:
+                        p._grad = pg
+                    else:
+                        accumulate(p, pg, adopted)
                     continue
                 k = id(p)
                 prev = grads.get(k)

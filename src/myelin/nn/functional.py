@@ -151,6 +151,7 @@ def linear_chain(input, layers, workspace: Workspace | None = None) -> Tensor:
     last = len(layers) - 1
     pooled = []  # intermediate outputs taken from the workspace
     recording = is_grad_enabled()
+    min_size = workspace.min_size if workspace is not None else None
     for i, layer in enumerate(layers):
         w, b, act, slope = layer[0], layer[1], layer[2], layer[3]
         out = None
@@ -181,14 +182,14 @@ def linear_chain(input, layers, workspace: Workspace | None = None) -> Tensor:
             w, b, act, slope = layers[i][0], layers[i][1], layers[i][2], layers[i][3]
             need_x = i > 0 or x.requires_grad
             out = work = None
-            if workspace is not None and g.ndim == 2 and g.size >= workspace.min_size:
-                work = g if owned else (workspace.take(g.shape, g.dtype) if act else None)
-            if workspace is not None:
+            if min_size is not None:
+                if g.ndim == 2 and g.size >= min_size:
+                    work = g if owned else (workspace.take(g.shape, g.dtype) if act else None)
                 xo = outs[i]
                 ox = ow = ob = None
-                if need_x and i > 0 and xo.ndim == 2 and xo.size >= workspace.min_size:
+                if need_x and i > 0 and xo.ndim == 2 and xo.size >= min_size:
                     ox = workspace.take(xo.shape, xo.dtype)
-                if w._data.size >= workspace.min_size:
+                if w._data.size >= min_size:
                     if w._grad is None:
                         ow = _spare_grad(w, w._data.shape, w._data.dtype)
                     if b is not None and b._grad is None:
@@ -217,6 +218,7 @@ def linear_chain(input, layers, workspace: Workspace | None = None) -> Tensor:
         grads[0] = g if x.requires_grad else None
         return tuple(grads)
 
+    backward.fresh = True  # every array it returns is new or the parameter's own spare
     if pooled:
 
         def release():
