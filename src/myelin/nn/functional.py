@@ -105,7 +105,12 @@ class Workspace:
 
     def take(self, shape: tuple, dtype) -> np.ndarray:
         free = self._free.get((shape, dtype))
-        return free.pop() if free else np.empty(shape, dtype)
+        if free:
+            try:
+                return free.pop()  # atomic under the GIL: threads sharing a model stay safe
+            except IndexError:
+                pass
+        return np.empty(shape, dtype)
 
     def give(self, arr: np.ndarray) -> None:
         free = self._free.setdefault((arr.shape, arr.dtype), [])
