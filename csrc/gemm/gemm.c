@@ -62,22 +62,16 @@
 #define GEMM_MC 960                  /* rows of a macro-tile before load balancing */
 #endif
 #ifndef GEMM_DIRECT_B_MAX_M
-#define GEMM_DIRECT_B_MAX_M 128      /* read B rows in place when M is at most this, */
-#endif
-#ifndef GEMM_DIRECT_B_MAX_M2
-#define GEMM_DIRECT_B_MAX_M2 256     /* ... or this (or K <= kc), rows not 4 KiB apart */
+#define GEMM_DIRECT_B_MAX_M 128      /* read B unpacked when M is at most this */
 #endif
 #ifndef GEMM_DIRECT_A_MAX_M
-#define GEMM_DIRECT_A_MAX_M 512      /* read A rows in place when M is at most this */
+#define GEMM_DIRECT_A_MAX_M 128      /* read A rows in place when M is at most this */
 #endif
 #ifndef GEMM_BSTACK_BYTES
 #define GEMM_BSTACK_BYTES 32768      /* B packing buffers up to this size live on the stack */
 #endif
 #ifndef GEMM_DIRECT_A_ALIAS
 #define GEMM_DIRECT_A_ALIAS 4096     /* ... unless the A row stride is a multiple of this (bytes) */
-#endif
-#ifndef GEMM_PACK_ROWS
-#define GEMM_PACK_ROWS 8             /* rows of B copied together when packing contiguous rows */
 #endif
 #ifndef GEMM_GRAIN
 #define GEMM_GRAIN (1 << 18)         /* flops worth a thread (~2 us on one Zen 4 core) */
@@ -135,34 +129,22 @@ static void gemm_make_plan(struct gemm_plan *pl, int64_t M, int64_t N, int64_t K
 {
     const int64_t kc_max = GEMM_KC;
     pl->kc = K > 0 ? ceil_div(K, ceil_div(K, kc_max)) : 1;
-    /* B rows in place (no packing) when they are contiguous and the product is small or its
-     * K is a single block: a packed B micro-panel streams from L2 without set conflicts, which
-     * pays when the block is reread by many A micro-panels and over many K blocks (in place
-     * measured 5-10% slower at 768^3-1536^3, 1-3% faster at 256^3 and 512x784x128). Never
-     * with a row stride that is a multiple of 4 KiB with M large: those rows share the sets of
-     * L1 and L2 (measured 10% slower at 256x2048x2048). */
-    const int64_t ldb_bytes = (rsb < 0 ? -rsb : rsb) * (int64_t)esz;
-    pl->direct_b = csb == 1 && (M <= GEMM_DIRECT_B_MAX_M ||
-                                ((M <= GEMM_DIRECT_B_MAX_M2 || K <= kc_max) &&
-                                 ldb_bytes % GEMM_DIRECT_A_ALIAS != 0));
-    /* A rows in place, through the direct-A kernels: up to a few hundred rows (a packed panel
-     * costs a transposing copy; in place, its 14 rows stay in L1 while the B micro-panels
-     * stream past: measured 1-5% faster at 192^3-512^3 and 256x784x512, even at 1000^3), but
-     * not when the row stride is a multiple of 4 KiB, which puts all MR rows in the same sets
-     * of the 8-way L1 (4 KiB per way): measured 25% slower at 128x1024x1024. */
+    pl->direct_b = csb == 1 && M <= GEMM_DIRECT_B_MAX_M;
+    /* A rows in place: small problems only (a packed panel is reused by every B micro-panel of
+     * a block, and at 256^3 packing measured faster), and not when the row stride is a multiple
+     * of 4 KiB, which puts all MR rows in the same sets of the 8-way L1 (4 KiB per way):
+     * measured 25% slower at 128x1024x1024; a 2 KiB stride (g @ w, K = 512) measured 5% faster
+     * in place than packed. */
     const int64_t lda_bytes = (rsa < 0 ? -rsa : rsa) * (int64_t)esz;
     pl->direct_a = has_uka && csa == 1 && M <= GEMM_DIRECT_A_MAX_M &&
                    lda_bytes % GEMM_DIRECT_A_ALIAS != 0;
     const double cost_a = pl->direct_a ? 0.0 : pack_cost(rsa, csa);
     const double cost_b = pl->direct_b ? 0.0 : pack_cost(csb, rsb);
 
-    /* packed B: up to 1 MiB (kc = 256: nc = 1024 float32, 512 float64). B read in place: the
-     * block it rereads is rows ldb apart, so half of that (512 KiB: 512 columns at kc = 256,
-     * 1024 at kc = 128), as g @ w at 128x512x784 measured 4-6% slower with 2 tiles of 64x800
-     * than with 10 of 64x160 (whose B columns stay in L2) */
-    const int64_t nc_max =
-        pl->direct_b ? (int64_t)GEMM_NC * 2 * GEMM_KC / (pl->kc * (int64_t)esz) / nr * nr
-                     : GEMM_NC * 4 / (int64_t)esz;
+    /* packed B: the same bytes for both dtypes. B read in place: 512 columns of either dtype,
+     * as before, since a wider tile then saves no repacking, and g @ w at 128x512x784 measured
+     * 4-6% slower with 2 tiles of 64x800 than with 10 of 64x160 (whose B columns stay in L2) */
+    const int64_t nc_max = pl->direct_b ? GEMM_NC / 2 : GEMM_NC * 4 / (int64_t)esz;
     const int64_t mt0 = ceil_div(M, GEMM_MC), ntn0 = ceil_div(N, nc_max);
     const int64_t mt_max = ceil_div(M, mr), ntn_max = ceil_div(N, nr);
     double best = -1;
@@ -296,40 +278,18 @@ static void tpack_f64(double *restrict dst, int64_t DW, const double *src, int64
 DEFINE_PANEL_COPY(float, f32)
 DEFINE_PANEL_COPY(double, f64)
 
-/* rows x W elements from rows ld apart into one dense block (W the panel width): dst[q*W + j] =
- * src[q*ld + j]. A compile-time width for the widths the kernel tables use. */
-#define COPY_W(T, W)                                                                             \
-    for (int64_t q = 0; q < rows; q++) memcpy(dst + q * (W), src + q * ld, (W) * sizeof(T))
-
-#define DEFINE_ROWS_COPY(T, SFX)                                                                 \
-    static void copy_rows_##SFX(T *restrict dst, const T *src, int64_t ld, int64_t W,            \
-                                int64_t rows)                                                    \
-    {                                                                                            \
-        switch (W) {                                                                             \
-        case 32: COPY_W(T, 32); return;                                                          \
-        case 16: COPY_W(T, 16); return;                                                          \
-        case 8: COPY_W(T, 8); return;                                                            \
-        case 4: COPY_W(T, 4); return;                                                            \
-        default:                                                                                 \
-            for (int64_t q = 0; q < rows; q++)                                                   \
-                memcpy(dst + q * W, src + q * ld, (size_t)W * sizeof(T));                        \
-        }                                                                                        \
-    }
-DEFINE_ROWS_COPY(float, f32)
-DEFINE_ROWS_COPY(double, f64)
-
 /* SFX: f32 / f64; KT: the kernel table type; UKR, UKA: its micro-kernel types. */
-#define DEFINE_GEMM(T, SFX, KT, UKR, UKA, TP)                                                    \
+#define DEFINE_GEMM(T, SFX, KT, UKR, UKA)                                                        \
                                                                                                  \
     /* One micro-panel, DW wide and kc deep: dst[q*DW + r] = X(r, q) = src[r*sr + q*sq] for      \
      * r < R, zero for R <= r < DW. An A panel is (rows i, depth p): sr = rsa, sq = csa; a B     \
      * panel is (columns j, depth p): sr = csb, sq = rsb. */                                     \
     static void pack_panel_##SFX(T *restrict dst, int64_t DW, const T *src, int64_t sr,          \
-                                 int64_t sq, int64_t R, int64_t kc, TP tp)                       \
+                                 int64_t sq, int64_t R, int64_t kc)                              \
     {                                                                                            \
         if (R < DW) memset(dst, 0, (size_t)(DW * kc) * sizeof(T)); /* padding: zero */           \
         if (sq == 1)                                                                             \
-            (tp != NULL ? tp : tpack_##SFX)(dst, DW, src, sr, R, kc);                            \
+            tpack_##SFX(dst, DW, src, sr, R, kc);                                                \
         else if (sr == 1)                                                                        \
             cpack_##SFX(dst, DW, src, sq, R, kc);                                                \
         else                                                                                     \
@@ -337,25 +297,12 @@ DEFINE_ROWS_COPY(double, f64)
                 for (int64_t r = 0; r < R; r++) dst[q * DW + r] = src[r * sr + q * sq];          \
     }                                                                                            \
                                                                                                  \
-    /* B block (kc x nc) -> NR-column micro-panels, b[p*NR + j], columns past nc zero. When the  \
-     * rows of B are contiguous, a few rows at a time across all panels: B is then read in       \
-     * nearly row order (whole cache lines, a few streams) instead of NR columns down kc rows. */ \
+    /* B block (kc x nc) -> NR-column micro-panels, b[p*NR + j], columns past nc zero. */        \
     static void pack_b_##SFX(T *restrict dst, const T *B, int64_t rsb, int64_t csb, int64_t kc,  \
-                             int64_t nc, int64_t NR, TP tp)                                      \
+                             int64_t nc, int64_t NR)                                             \
     {                                                                                            \
-        int64_t j0 = 0;                                                                          \
-        if (csb == 1 && nc >= NR) {                                                              \
-            j0 = nc / NR * NR;                                                                   \
-            for (int64_t p0 = 0; p0 < kc; p0 += GEMM_PACK_ROWS) {                                \
-                const int64_t pe = min64(kc, p0 + GEMM_PACK_ROWS);                               \
-                for (int64_t jr = 0; jr < j0; jr += NR)                                          \
-                    copy_rows_##SFX(dst + jr * kc + p0 * NR, B + p0 * rsb + jr, rsb, NR,         \
-                                    pe - p0);                                                    \
-            }                                                                                    \
-        }                                                                                        \
-        for (int64_t jr = j0; jr < nc; jr += NR)                                                 \
-            pack_panel_##SFX(dst + jr * kc, NR, B + jr * csb, csb, rsb, min64(NR, nc - jr), kc,  \
-                             tp);                                                                \
+        for (int64_t jr = 0; jr < nc; jr += NR, dst += NR * kc)                                  \
+            pack_panel_##SFX(dst, NR, B + jr * csb, csb, rsb, min64(NR, nc - jr), kc);           \
     }                                                                                            \
                                                                                                  \
     /* Finished rows: + bias, then the activation, row by row while they are in cache. */        \
@@ -390,7 +337,7 @@ DEFINE_ROWS_COPY(double, f64)
             const int last = p0 + kc == K;                                                       \
             if (nfull < nc)                                                                      \
                 pack_b_##SFX(bbuf, B + p0 * rsb + (j0 + nfull) * csb, rsb, csb, kc, nc - nfull,  \
-                             NR, kt->tpack);                                                     \
+                             NR);                                                                \
             const T *bdirect = B + p0 * rsb + j0;                                                \
             for (int64_t ir = 0; ir < mc; ir += MR) {                                            \
                 const int64_t m = min64(MR, mc - ir);                                            \
@@ -406,7 +353,7 @@ DEFINE_ROWS_COPY(double, f64)
                             min64(NR, nc - jr), beta);                                           \
                 } else {                                                                         \
                     pack_panel_##SFX(apanel, MR, A + (i0 + ir) * rsa + p0 * csa, rsa, csa, m,    \
-                                     kc, kt->tpack);                                             \
+                                     kc);                                                        \
                     for (int64_t jr = 0; jr < nfull; jr += NR)                                   \
                         ukr(kc, apanel, bdirect + jr, rsb, cp + jr, ldc, m, NR, beta);           \
                     for (int64_t jr = nfull; jr < nc; jr += NR)                                  \
@@ -445,10 +392,10 @@ DEFINE_ROWS_COPY(double, f64)
         }                                                                                        \
     }                                                                                            \
                                                                                                  \
-    /* The B packing buffer of one thread: its stack array when the plan's buffer fits (small    \
-     * problems then never call malloc), else the heap; NULL when none is needed or malloc       \
-     * fails. */                                                                                 \
-    static T *bbuf_get_##SFX(const struct gemm_plan *pl, T *bstack)                              \
+    /* The B packing buffer of one thread: its stack array when the plan's buffer fits (small  \
+     * problems then never call malloc), else the heap; NULL when none is needed or malloc     \
+     * fails. */                                                                               \
+    static T *bbuf_get_##SFX(const struct gemm_plan *pl, T *bstack)                             \
     {                                                                                            \
         if (pl->b_elems == 0) return NULL;                                                       \
         if (pl->b_stack) return bstack;                                                          \
@@ -482,11 +429,11 @@ DEFINE_ROWS_COPY(double, f64)
             gemm_k0_##SFX(g);                                                                    \
             return;                                                                              \
         }                                                                                        \
-        const double flops = 2.0 * (double)g->M * (double)g->N * (double)g->K;                   \
+        const double flops = 2.0 * (double)g->M * (double)g->N * (double)g->K;                  \
         int nt = myelin_threads_for(flops, GEMM_GRAIN);                                          \
         struct gemm_plan pl;                                                                     \
         gemm_make_plan(&pl, g->M, g->N, g->K, kt->mr, kt->nr, sizeof(T), nt,                     \
-                       kt->uka[1] != NULL, g->rsa, g->csa, g->rsb, g->csb);                      \
+                       kt->uka[1] != NULL, g->rsa, g->csa, g->rsb, g->csb);                \
         const int64_t tiles = pl.mt * pl.ntn;                                                    \
         if (tiles < nt) nt = (int)tiles;                                                         \
         if (nt <= 1) {                                                                           \
@@ -520,11 +467,11 @@ DEFINE_ROWS_COPY(double, f64)
         if (batch <= 0 || M <= 0 || N <= 0) return;                                              \
         struct gemm_problem g = {C, ldc, A, rsa, csa, B, rsb, csb, M, N, K,                      \
                                  0.0, NULL, MYELIN_ACT_NONE, 0.0};                               \
-        const double flops = 2.0 * (double)M * (double)N * (double)(K > 0 ? K : 1);              \
+        const double flops = 2.0 * (double)M * (double)N * (double)(K > 0 ? K : 1);             \
         const int nt_max = myelin_get_num_threads();                                             \
         const int nt_one = myelin_threads_for(flops, GEMM_GRAIN);                                \
-        if (K <= 0 || (nt_one >= nt_max && batch < 4 * (int64_t)nt_max)) {                       \
-            /* few large products: one after the other, each parallel inside */                  \
+        if (K <= 0 || (nt_one >= nt_max && batch < 4 * (int64_t)nt_max)) {                      \
+            /* few large products: one after the other, each parallel inside */                 \
             for (int64_t p = 0; p < batch; p++) {                                                \
                 g.C = C + p * stride_c;                                                          \
                 g.A = A + offa[p];                                                               \
@@ -533,7 +480,7 @@ DEFINE_ROWS_COPY(double, f64)
             }                                                                                    \
             return;                                                                              \
         }                                                                                        \
-        /* many products: parallel over the batch, each product on one thread */                 \
+        /* many products: parallel over the batch, each product on one thread */                \
         int nt = myelin_threads_for(flops * (double)batch, GEMM_GRAIN);                          \
         if (nt > batch) nt = (int)batch;                                                         \
         struct gemm_plan pl;                                                                     \
@@ -556,10 +503,8 @@ DEFINE_ROWS_COPY(double, f64)
         }                                                                                        \
     }
 
-DEFINE_GEMM(float, f32, struct myelin_sgemm_kernels, myelin_sgemm_ukr, myelin_sgemm_uka,
-            myelin_sgemm_tpack)
-DEFINE_GEMM(double, f64, struct myelin_dgemm_kernels, myelin_dgemm_ukr, myelin_dgemm_uka,
-            myelin_dgemm_tpack)
+DEFINE_GEMM(float, f32, struct myelin_sgemm_kernels, myelin_sgemm_ukr, myelin_sgemm_uka)
+DEFINE_GEMM(double, f64, struct myelin_dgemm_kernels, myelin_dgemm_ukr, myelin_dgemm_uka)
 
 /* ---------------------------------------------------------------- kernel tables by ISA */
 
