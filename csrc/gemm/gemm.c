@@ -10,6 +10,11 @@
  *         last K block only: epilogue on the finished rows (+ bias, activation)
  * Packing reads through the strides, so transposes, negative and zero strides need no copy by
  * the caller; the first K block applies beta (beta == 0 never reads C), the later ones add.
+ * Contiguous B rows are packed a few rows at a time across the whole block (B read in row
+ * order: +4% at 1024^3, +7% at 2048^3 against panel by panel); contiguous rows of a panel
+ * (A rows, or B columns of x @ w.T) go through a transposing pack, in registers with AVX-512.
+ * A last micro-panel at most half as wide as NR runs the half-width kernels (784 columns =
+ * 24.5 panels: +2% for the MLP layer products).
  *
  * Block sizes, from this CPU's caches (Zen 4: 32 KiB L1d, 1 MiB L2 per core, 32 MiB L3 shared):
  *   kc: the A micro-panel is reused against every B micro-panel of the block, so it should stay
@@ -24,7 +29,7 @@
  *       rows (and B columns) again; wider tiles measured faster (2 threads, against nc = 512):
  *       g.T @ x at 512x128x784 (10 tiles of 256x160 -> 2 of 256x800) 115-160 -> 180-195
  *       GFLOP/s, 2048x256x2048 (A transposed) +5-10%, x @ w.T at 256x2048x2048 +5-10%;
- *       square 512-2048 unchanged within noise. nc = 512 when B is read in place (below).
+ *       square 512-2048 unchanged within noise. Half as many bytes when B is read in place.
  *   mc: A micro-panels are packed just before use, so the A block needs no cache of its own;
  *       mc only sets how often a B block is repacked (once per tile): up to 960 rows (about 1%
  *       of the multiply-adds), then cut so the tiles share out evenly between the threads.
@@ -32,11 +37,17 @@
  * per block in the same order whatever the tiling: results are bitwise the same for any
  * number of threads.
  *
- * Small problems (M <= 128) skip packing where the layout allows it: B in place when its rows are
- * contiguous (only a last, partial micro-panel is packed, into a stack buffer), and A in place
- * when its rows are contiguous, through the direct-A micro-kernels (a 64^3 product then does no
- * copying and no malloc). Reading A in place reorders no arithmetic: the result is bitwise that
- * of the packed path. Batches of small products run in parallel over the batch.
+ * Operands are read in place, unpacked, where the layout allows it (the micro-kernels read the
+ * same values in the same order, so the result is bitwise that of the packed path):
+ *   B, when its rows are contiguous, for M <= 128, or M <= 256 or a single K block when its
+ *     rows are not a multiple of 4 KiB apart (only a last, partial micro-panel is packed, into
+ *     a stack buffer);
+ *   A, through the direct-A micro-kernels, when its rows are contiguous, M <= 512 and the rows
+ *     are not a multiple of 4 KiB apart.
+ * A 64^3 product then does no copying and no malloc. Batches of small products run in parallel
+ * over the batch. Tiles: the split (rows of A, columns of B) with the least estimated time for
+ * the busiest thread, counting multiply-adds (a half-width last panel at half price), packing
+ * and first reads of operands read in place.
  * Parallel regions: one per call, tiles handed out dynamically, a single barrier at the end.
  */
 #include <stdlib.h>
@@ -62,16 +73,22 @@
 #define GEMM_MC 960                  /* rows of a macro-tile before load balancing */
 #endif
 #ifndef GEMM_DIRECT_B_MAX_M
-#define GEMM_DIRECT_B_MAX_M 128      /* read B unpacked when M is at most this */
+#define GEMM_DIRECT_B_MAX_M 128      /* read B rows in place when M is at most this, */
+#endif
+#ifndef GEMM_DIRECT_B_MAX_M2
+#define GEMM_DIRECT_B_MAX_M2 256     /* ... or this (or K <= kc), rows not 4 KiB apart */
 #endif
 #ifndef GEMM_DIRECT_A_MAX_M
-#define GEMM_DIRECT_A_MAX_M 128      /* read A rows in place when M is at most this */
+#define GEMM_DIRECT_A_MAX_M 512      /* read A rows in place when M is at most this */
 #endif
 #ifndef GEMM_BSTACK_BYTES
 #define GEMM_BSTACK_BYTES 32768      /* B packing buffers up to this size live on the stack */
 #endif
 #ifndef GEMM_DIRECT_A_ALIAS
-#define GEMM_DIRECT_A_ALIAS 4096     /* ... unless the A row stride is a multiple of this (bytes) */
+#define GEMM_DIRECT_A_ALIAS 4096     /* ... unless the row stride is a multiple of this (bytes) */
+#endif
+#ifndef GEMM_PACK_ROWS
+#define GEMM_PACK_ROWS 8             /* rows of B copied together when packing contiguous rows */
 #endif
 #ifndef GEMM_GRAIN
 #define GEMM_GRAIN (1 << 18)         /* flops worth a thread (~2 us on one Zen 4 core) */
@@ -115,10 +132,45 @@ static int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 /* Packing one element, in multiply-adds of the micro-kernel: a copy of contiguous runs, a
- * transpose of contiguous rows (SSE2 4x4), or a gather through two non-unit strides. */
+ * transpose of contiguous rows (AVX-512 16x16 or SSE2 4x4: 0.5-0.7 cycles per element measured,
+ * 16 multiply-adds per cycle), or a gather through two non-unit strides. An operand read in
+ * place costs its first trip from L2 per tile and K block, more for A (MR rows, broadcast one
+ * element at a time) than for B (whole vectors): 128^3 measured 3-5% faster in 64x128 tiles
+ * (A rows split) than in 128x64. */
+#ifndef GEMM_COST_DIRECT_A
+#define GEMM_COST_DIRECT_A 2.0
+#endif
+#ifndef GEMM_COST_DIRECT_B
+#define GEMM_COST_DIRECT_B 1.0
+#endif
 static double pack_cost(int64_t sr, int64_t sq)
 {
-    return sq == 1 ? 6.0 : sr == 1 ? 2.0 : 24.0;
+    return sq == 1 ? 8.0 : sr == 1 ? 2.0 : 24.0;
+}
+
+/* Columns a tile w wide costs: a last partial panel of at most half the width runs the
+ * half-width kernels. */
+static int64_t tile_cols(int64_t w, int64_t nr)
+{
+    const int64_t r = w % nr;
+    return w - r + (r == 0 ? 0 : 2 * r <= nr ? nr / 2 : nr);
+}
+
+/* Estimated time of the busiest thread when the mt x ntn tiles (mcb x ncb, smaller at the
+ * ends) are handed out to whichever thread is free: its share of tiles at the average tile's
+ * cost, one of them the largest. O(1), as this runs before every product, however small. */
+static double tiles_cost(int64_t M, int64_t N, int64_t mcb, int64_t ncb, int64_t nr, int nt,
+                         double cost_a, double cost_b)
+{
+    const int64_t mt = ceil_div(M, mcb), ntn = ceil_div(N, ncb), tiles = mt * ntn;
+    const int64_t hl = M - (mt - 1) * mcb, wl = N - (ntn - 1) * ncb; /* last row / column */
+#define TILE_WORK(h, w) ((double)(h) * (double)tile_cols(w, nr) + cost_a * (h) + cost_b * (w))
+    const double full = TILE_WORK(mt > 1 ? mcb : hl, ntn > 1 ? ncb : wl); /* the largest */
+    const double total = (double)((mt - 1) * (ntn - 1)) * full +
+                         (double)(mt - 1) * TILE_WORK(mcb, wl) +
+                         (double)(ntn - 1) * TILE_WORK(hl, ncb) + TILE_WORK(hl, wl);
+#undef TILE_WORK
+    return (double)(ceil_div(tiles, nt) - 1) * (total / (double)tiles) + full;
 }
 
 /* Tiles for nt threads: among a few splits of M (even) and N (multiples of nr), the one
@@ -129,22 +181,34 @@ static void gemm_make_plan(struct gemm_plan *pl, int64_t M, int64_t N, int64_t K
 {
     const int64_t kc_max = GEMM_KC;
     pl->kc = K > 0 ? ceil_div(K, ceil_div(K, kc_max)) : 1;
-    pl->direct_b = csb == 1 && M <= GEMM_DIRECT_B_MAX_M;
-    /* A rows in place: small problems only (a packed panel is reused by every B micro-panel of
-     * a block, and at 256^3 packing measured faster), and not when the row stride is a multiple
-     * of 4 KiB, which puts all MR rows in the same sets of the 8-way L1 (4 KiB per way):
-     * measured 25% slower at 128x1024x1024; a 2 KiB stride (g @ w, K = 512) measured 5% faster
-     * in place than packed. */
+    /* B rows in place (no packing) when they are contiguous and the product is small or its
+     * K is a single block: a packed B micro-panel streams from L2 without set conflicts, which
+     * pays when the block is reread by many A micro-panels and over many K blocks (in place
+     * measured 5-10% slower at 768^3-1536^3, 1-3% faster at 256^3 and 512x784x128). Never
+     * with a row stride that is a multiple of 4 KiB with M large: those rows share the sets of
+     * L1 and L2 (measured 10% slower at 256x2048x2048). */
+    const int64_t ldb_bytes = (rsb < 0 ? -rsb : rsb) * (int64_t)esz;
+    pl->direct_b = csb == 1 && (M <= GEMM_DIRECT_B_MAX_M ||
+                                ((M <= GEMM_DIRECT_B_MAX_M2 || K <= kc_max) &&
+                                 ldb_bytes % GEMM_DIRECT_A_ALIAS != 0));
+    /* A rows in place, through the direct-A kernels: up to a few hundred rows (a packed panel
+     * costs a transposing copy; in place, its 14 rows stay in L1 while the B micro-panels
+     * stream past: measured 1-5% faster at 192^3-512^3 and 256x784x512, even at 1000^3), but
+     * not when the row stride is a multiple of 4 KiB, which puts all MR rows in the same sets
+     * of the 8-way L1 (4 KiB per way): measured 25% slower at 128x1024x1024. */
     const int64_t lda_bytes = (rsa < 0 ? -rsa : rsa) * (int64_t)esz;
     pl->direct_a = has_uka && csa == 1 && M <= GEMM_DIRECT_A_MAX_M &&
                    lda_bytes % GEMM_DIRECT_A_ALIAS != 0;
-    const double cost_a = pl->direct_a ? 0.0 : pack_cost(rsa, csa);
-    const double cost_b = pl->direct_b ? 0.0 : pack_cost(csb, rsb);
+    const double cost_a = pl->direct_a ? GEMM_COST_DIRECT_A : pack_cost(rsa, csa);
+    const double cost_b = pl->direct_b ? GEMM_COST_DIRECT_B : pack_cost(csb, rsb);
 
-    /* packed B: the same bytes for both dtypes. B read in place: 512 columns of either dtype,
-     * as before, since a wider tile then saves no repacking, and g @ w at 128x512x784 measured
-     * 4-6% slower with 2 tiles of 64x800 than with 10 of 64x160 (whose B columns stay in L2) */
-    const int64_t nc_max = pl->direct_b ? GEMM_NC / 2 : GEMM_NC * 4 / (int64_t)esz;
+    /* packed B: up to 1 MiB (kc = 256: nc = 1024 float32, 512 float64). B read in place: the
+     * block it rereads is rows ldb apart, so half of that (512 KiB: 512 columns at kc = 256,
+     * 1024 at kc = 128), as g @ w at 128x512x784 measured 4-6% slower with 2 tiles of 64x800
+     * than with 10 of 64x160 (whose B columns stay in L2) */
+    const int64_t nc_max =
+        pl->direct_b ? (int64_t)GEMM_NC * 2 * GEMM_KC / (pl->kc * (int64_t)esz) / nr * nr
+                     : GEMM_NC * 4 / (int64_t)esz;
     const int64_t mt0 = ceil_div(M, GEMM_MC), ntn0 = ceil_div(N, nc_max);
     const int64_t mt_max = ceil_div(M, mr), ntn_max = ceil_div(N, nr);
     double best = -1;
@@ -153,9 +217,7 @@ static void gemm_make_plan(struct gemm_plan *pl, int64_t M, int64_t N, int64_t K
             /* rows need not be a multiple of mr: the table has kernels for fewer rows */
             const int64_t mcb = round_up(ceil_div(M, mt), 2);
             const int64_t ncb = round_up(ceil_div(N, ntn), nr);
-            const int64_t tiles = ceil_div(M, mcb) * ceil_div(N, ncb);
-            const double work = (double)mcb * ncb + cost_a * mcb + cost_b * ncb;
-            const double cost = (double)ceil_div(tiles, nt) * work;
+            const double cost = tiles_cost(M, N, mcb, ncb, nr, nt, cost_a, cost_b);
             if (best < 0 || cost < best) {
                 best = cost;
                 pl->mcb = mcb;
@@ -174,6 +236,16 @@ static void gemm_make_plan(struct gemm_plan *pl, int64_t M, int64_t N, int64_t K
      * a failed malloc (the naive twin) is taken or not whatever the number of threads */
     const int64_t b_max = (pl->direct_b ? (N % nr ? nr : 0) : round_up(N, nr)) * pl->kc;
     pl->b_stack = (size_t)b_max * esz <= GEMM_BSTACK_BYTES;
+}
+
+/* Rows of the next A micro-panel when `rest` rows remain: MR, except that a last panel of
+ * fewer than MR/2 rows is avoided by splitting the last MR + rest rows in two (128 = 8 x 14 +
+ * 8 + 8 rather than 9 x 14 + 2): a short panel rereads the whole B block for few rows. */
+static int64_t panel_rows(int64_t rest, int64_t MR)
+{
+    if (rest <= MR) return rest;
+    if (rest < MR + MR / 2) return round_up(ceil_div(rest, 2), 2);
+    return MR;
 }
 
 /* 64-byte aligned allocation, portable (no aligned_alloc / posix_memalign). NULL on failure. */
@@ -278,18 +350,40 @@ static void tpack_f64(double *restrict dst, int64_t DW, const double *src, int64
 DEFINE_PANEL_COPY(float, f32)
 DEFINE_PANEL_COPY(double, f64)
 
+/* rows x W elements from rows ld apart into one dense block (W the panel width): dst[q*W + j] =
+ * src[q*ld + j]. A compile-time width for the widths the kernel tables use. */
+#define COPY_W(T, W)                                                                             \
+    for (int64_t q = 0; q < rows; q++) memcpy(dst + q * (W), src + q * ld, (W) * sizeof(T))
+
+#define DEFINE_ROWS_COPY(T, SFX)                                                                 \
+    static void copy_rows_##SFX(T *restrict dst, const T *src, int64_t ld, int64_t W,            \
+                                int64_t rows)                                                    \
+    {                                                                                            \
+        switch (W) {                                                                             \
+        case 32: COPY_W(T, 32); return;                                                          \
+        case 16: COPY_W(T, 16); return;                                                          \
+        case 8: COPY_W(T, 8); return;                                                            \
+        case 4: COPY_W(T, 4); return;                                                            \
+        default:                                                                                 \
+            for (int64_t q = 0; q < rows; q++)                                                   \
+                memcpy(dst + q * W, src + q * ld, (size_t)W * sizeof(T));                        \
+        }                                                                                        \
+    }
+DEFINE_ROWS_COPY(float, f32)
+DEFINE_ROWS_COPY(double, f64)
+
 /* SFX: f32 / f64; KT: the kernel table type; UKR, UKA: its micro-kernel types. */
-#define DEFINE_GEMM(T, SFX, KT, UKR, UKA)                                                        \
+#define DEFINE_GEMM(T, SFX, KT, UKR, UKA, TP)                                                    \
                                                                                                  \
     /* One micro-panel, DW wide and kc deep: dst[q*DW + r] = X(r, q) = src[r*sr + q*sq] for      \
      * r < R, zero for R <= r < DW. An A panel is (rows i, depth p): sr = rsa, sq = csa; a B     \
      * panel is (columns j, depth p): sr = csb, sq = rsb. */                                     \
     static void pack_panel_##SFX(T *restrict dst, int64_t DW, const T *src, int64_t sr,          \
-                                 int64_t sq, int64_t R, int64_t kc)                              \
+                                 int64_t sq, int64_t R, int64_t kc, TP tp)                       \
     {                                                                                            \
         if (R < DW) memset(dst, 0, (size_t)(DW * kc) * sizeof(T)); /* padding: zero */           \
         if (sq == 1)                                                                             \
-            tpack_##SFX(dst, DW, src, sr, R, kc);                                                \
+            (tp != NULL ? tp : tpack_##SFX)(dst, DW, src, sr, R, kc);                            \
         else if (sr == 1)                                                                        \
             cpack_##SFX(dst, DW, src, sq, R, kc);                                                \
         else                                                                                     \
@@ -297,12 +391,25 @@ DEFINE_PANEL_COPY(double, f64)
                 for (int64_t r = 0; r < R; r++) dst[q * DW + r] = src[r * sr + q * sq];          \
     }                                                                                            \
                                                                                                  \
-    /* B block (kc x nc) -> NR-column micro-panels, b[p*NR + j], columns past nc zero. */        \
+    /* B block (kc x nc) -> NR-column micro-panels, b[p*NR + j], columns past nc zero. When the  \
+     * rows of B are contiguous, a few rows at a time across all panels: B is then read in       \
+     * nearly row order (whole cache lines, a few streams) instead of NR columns down kc rows. */ \
     static void pack_b_##SFX(T *restrict dst, const T *B, int64_t rsb, int64_t csb, int64_t kc,  \
-                             int64_t nc, int64_t NR)                                             \
+                             int64_t nc, int64_t NR, TP tp)                                      \
     {                                                                                            \
-        for (int64_t jr = 0; jr < nc; jr += NR, dst += NR * kc)                                  \
-            pack_panel_##SFX(dst, NR, B + jr * csb, csb, rsb, min64(NR, nc - jr), kc);           \
+        int64_t j0 = 0;                                                                          \
+        if (csb == 1 && nc >= NR) {                                                              \
+            j0 = nc / NR * NR;                                                                   \
+            for (int64_t p0 = 0; p0 < kc; p0 += GEMM_PACK_ROWS) {                                \
+                const int64_t pe = min64(kc, p0 + GEMM_PACK_ROWS);                               \
+                for (int64_t jr = 0; jr < j0; jr += NR)                                          \
+                    copy_rows_##SFX(dst + jr * kc + p0 * NR, B + p0 * rsb + jr, rsb, NR,         \
+                                    pe - p0);                                                    \
+            }                                                                                    \
+        }                                                                                        \
+        for (int64_t jr = j0; jr < nc; jr += NR)                                                 \
+            pack_panel_##SFX(dst + jr * kc, NR, B + jr * csb, csb, rsb, min64(NR, nc - jr), kc,  \
+                             tp);                                                                \
     }                                                                                            \
                                                                                                  \
     /* Finished rows: + bias, then the activation, row by row while they are in cache. */        \
@@ -337,10 +444,10 @@ DEFINE_PANEL_COPY(double, f64)
             const int last = p0 + kc == K;                                                       \
             if (nfull < nc)                                                                      \
                 pack_b_##SFX(bbuf, B + p0 * rsb + (j0 + nfull) * csb, rsb, csb, kc, nc - nfull,  \
-                             NR);                                                                \
+                             NR, kt->tpack);                                                     \
             const T *bdirect = B + p0 * rsb + j0;                                                \
-            for (int64_t ir = 0; ir < mc; ir += MR) {                                            \
-                const int64_t m = min64(MR, mc - ir);                                            \
+            for (int64_t ir = 0, m; ir < mc; ir += m) {                                          \
+                m = panel_rows(mc - ir, MR);                                                     \
                 const UKR ukr = kt->ukr[m];                                                      \
                 T *cp = C + (i0 + ir) * ldc + j0;                                                \
                 if (pl->direct_a) {                                                              \
@@ -353,7 +460,7 @@ DEFINE_PANEL_COPY(double, f64)
                             min64(NR, nc - jr), beta);                                           \
                 } else {                                                                         \
                     pack_panel_##SFX(apanel, MR, A + (i0 + ir) * rsa + p0 * csa, rsa, csa, m,    \
-                                     kc);                                                        \
+                                     kc, kt->tpack);                                             \
                     for (int64_t jr = 0; jr < nfull; jr += NR)                                   \
                         ukr(kc, apanel, bdirect + jr, rsb, cp + jr, ldc, m, NR, beta);           \
                     for (int64_t jr = nfull; jr < nc; jr += NR)                                  \
@@ -392,10 +499,10 @@ DEFINE_PANEL_COPY(double, f64)
         }                                                                                        \
     }                                                                                            \
                                                                                                  \
-    /* The B packing buffer of one thread: its stack array when the plan's buffer fits (small  \
-     * problems then never call malloc), else the heap; NULL when none is needed or malloc     \
-     * fails. */                                                                               \
-    static T *bbuf_get_##SFX(const struct gemm_plan *pl, T *bstack)                             \
+    /* The B packing buffer of one thread: its stack array when the plan's buffer fits (small    \
+     * problems then never call malloc), else the heap; NULL when none is needed or malloc       \
+     * fails. */                                                                                 \
+    static T *bbuf_get_##SFX(const struct gemm_plan *pl, T *bstack)                              \
     {                                                                                            \
         if (pl->b_elems == 0) return NULL;                                                       \
         if (pl->b_stack) return bstack;                                                          \
@@ -429,11 +536,11 @@ DEFINE_PANEL_COPY(double, f64)
             gemm_k0_##SFX(g);                                                                    \
             return;                                                                              \
         }                                                                                        \
-        const double flops = 2.0 * (double)g->M * (double)g->N * (double)g->K;                  \
+        const double flops = 2.0 * (double)g->M * (double)g->N * (double)g->K;                   \
         int nt = myelin_threads_for(flops, GEMM_GRAIN);                                          \
         struct gemm_plan pl;                                                                     \
         gemm_make_plan(&pl, g->M, g->N, g->K, kt->mr, kt->nr, sizeof(T), nt,                     \
-                       kt->uka[1] != NULL, g->rsa, g->csa, g->rsb, g->csb);                \
+                       kt->uka[1] != NULL, g->rsa, g->csa, g->rsb, g->csb);                      \
         const int64_t tiles = pl.mt * pl.ntn;                                                    \
         if (tiles < nt) nt = (int)tiles;                                                         \
         if (nt <= 1) {                                                                           \
@@ -467,11 +574,11 @@ DEFINE_PANEL_COPY(double, f64)
         if (batch <= 0 || M <= 0 || N <= 0) return;                                              \
         struct gemm_problem g = {C, ldc, A, rsa, csa, B, rsb, csb, M, N, K,                      \
                                  0.0, NULL, MYELIN_ACT_NONE, 0.0};                               \
-        const double flops = 2.0 * (double)M * (double)N * (double)(K > 0 ? K : 1);             \
+        const double flops = 2.0 * (double)M * (double)N * (double)(K > 0 ? K : 1);              \
         const int nt_max = myelin_get_num_threads();                                             \
         const int nt_one = myelin_threads_for(flops, GEMM_GRAIN);                                \
-        if (K <= 0 || (nt_one >= nt_max && batch < 4 * (int64_t)nt_max)) {                      \
-            /* few large products: one after the other, each parallel inside */                 \
+        if (K <= 0 || (nt_one >= nt_max && batch < 4 * (int64_t)nt_max)) {                       \
+            /* few large products: one after the other, each parallel inside */                  \
             for (int64_t p = 0; p < batch; p++) {                                                \
                 g.C = C + p * stride_c;                                                          \
                 g.A = A + offa[p];                                                               \
@@ -480,7 +587,7 @@ DEFINE_PANEL_COPY(double, f64)
             }                                                                                    \
             return;                                                                              \
         }                                                                                        \
-        /* many products: parallel over the batch, each product on one thread */                \
+        /* many products: parallel over the batch, each product on one thread */                 \
         int nt = myelin_threads_for(flops * (double)batch, GEMM_GRAIN);                          \
         if (nt > batch) nt = (int)batch;                                                         \
         struct gemm_plan pl;                                                                     \
@@ -503,8 +610,10 @@ DEFINE_PANEL_COPY(double, f64)
         }                                                                                        \
     }
 
-DEFINE_GEMM(float, f32, struct myelin_sgemm_kernels, myelin_sgemm_ukr, myelin_sgemm_uka)
-DEFINE_GEMM(double, f64, struct myelin_dgemm_kernels, myelin_dgemm_ukr, myelin_dgemm_uka)
+DEFINE_GEMM(float, f32, struct myelin_sgemm_kernels, myelin_sgemm_ukr, myelin_sgemm_uka,
+            myelin_sgemm_tpack)
+DEFINE_GEMM(double, f64, struct myelin_dgemm_kernels, myelin_dgemm_ukr, myelin_dgemm_uka,
+            myelin_dgemm_tpack)
 
 /* ---------------------------------------------------------------- kernel tables by ISA */
 

@@ -35,11 +35,20 @@ typedef void (*myelin_dgemm_uka)(int64_t k, const double *a, int64_t lda, const 
                                  int64_t ldb, double *c, int64_t ldc, int64_t m, int64_t n,
                                  double beta);
 
+/* Transposing pack of a micro-panel whose rows are contiguous (A panels of a row-major A, B panels
+ * of a transposed B): dst[q*DW + r] = src[r*ld + q] for r < R <= DW, q < kc; dst rows R..DW-1
+ * untouched. A copy, so any implementation gives the same bits. NULL: the portable one. */
+typedef void (*myelin_sgemm_tpack)(float *restrict dst, int64_t DW, const float *src, int64_t ld,
+                                   int64_t R, int64_t kc);
+typedef void (*myelin_dgemm_tpack)(double *restrict dst, int64_t DW, const double *src,
+                                   int64_t ld, int64_t R, int64_t kc);
+
 struct myelin_sgemm_kernels {
     const char *name;                          /* e.g. "sgemm_avx512_14x32" */
     int mr, nr;
     myelin_sgemm_ukr ukr[MYELIN_GEMM_MAX_MR + 1]; /* ukr[m], m = 1..mr; ukr[0] unused */
     myelin_sgemm_uka uka[MYELIN_GEMM_MAX_MR + 1]; /* direct-A twins of ukr, or all NULL */
+    myelin_sgemm_tpack tpack;                  /* transposing pack, or NULL */
 };
 
 struct myelin_dgemm_kernels {
@@ -47,6 +56,7 @@ struct myelin_dgemm_kernels {
     int mr, nr;
     myelin_dgemm_ukr ukr[MYELIN_GEMM_MAX_MR + 1];
     myelin_dgemm_uka uka[MYELIN_GEMM_MAX_MR + 1];
+    myelin_dgemm_tpack tpack;
 };
 
 /* One table per ISA and dtype (ukernel_<isa>.c). The AVX tables exist only in x86 builds. */
@@ -57,6 +67,10 @@ extern const struct myelin_sgemm_kernels myelin_sgemm_avx2;
 extern const struct myelin_dgemm_kernels myelin_dgemm_avx2;
 extern const struct myelin_sgemm_kernels myelin_sgemm_avx512;
 extern const struct myelin_dgemm_kernels myelin_dgemm_avx512;
+void myelin_tpack_f32_avx512(float *restrict dst, int64_t DW, const float *src, int64_t ld,
+                             int64_t R, int64_t kc);
+void myelin_tpack_f64_avx512(double *restrict dst, int64_t DW, const double *src, int64_t ld,
+                             int64_t R, int64_t kc);
 #endif
 
 /* The naive scalar twin of myelin_gemm_f32/_f64 (csrc/ref/gemm_ref.c): same contract, triple loop

@@ -140,10 +140,10 @@ const struct myelin_sgemm_kernels myelin_sgemm_baseline = {
     "sgemm_baseline_6x8", BASE_MR, 8,
     {NULL, sgemm_baseline_1x8, sgemm_baseline_2x8, sgemm_baseline_4x8, sgemm_baseline_4x8,
      sgemm_baseline_6x8, sgemm_baseline_6x8},
-    {NULL}}; /* no direct-A kernels: A is always packed */
+    {NULL}, NULL}; /* no direct-A kernels: A is always packed; portable transposing pack */
 
 const struct myelin_dgemm_kernels myelin_dgemm_baseline = {
     "dgemm_baseline_6x4", BASE_MR, 4,
     {NULL, dgemm_baseline_1x4, dgemm_baseline_2x4, dgemm_baseline_4x4, dgemm_baseline_4x4,
      dgemm_baseline_6x4, dgemm_baseline_6x4},
-    {NULL}};
+    {NULL}, NULL};
