@@ -89,7 +89,7 @@ class Linear(Module):
             bound = 1.0 / math.sqrt(self.in_features)
             init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x, activation=None, negative_slope=None) -> Tensor:
+    def forward(self, x) -> Tensor:
         xt = x if isinstance(x, Tensor) else F._float_input(x, "input", like=self.weight)
         if xt.ndim == 0 or xt.shape[-1] != self.in_features:
             raise ValueError(
@@ -100,8 +100,8 @@ class Linear(Module):
             xt,
             self.weight,
             self.bias,
-            self.activation if activation is None else activation,
-            negative_slope=self.negative_slope if negative_slope is None else negative_slope,
+            self.activation,
+            negative_slope=self.negative_slope,
         )
 
     def _signature(self) -> str:
