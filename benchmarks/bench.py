@@ -141,6 +141,8 @@ def run_case(case, mode) -> dict:
         if attempts[-1][0] <= NOISY:
             break
     _, row["seconds"], spread, row["samples"], waits = min(attempts, key=lambda a: a[0])
+    if case.cleanup is not None:
+        case.cleanup()
     row["spread"] = {k: _finite(v) for k, v in spread.items()}
     row["waited"] = {k: statistics.median(v) for k, v in waits.items() if v}
     row["attempts"] = len(attempts)
