@@ -33,11 +33,14 @@ MaxResult = namedtuple("MaxResult", ["values", "indices"])
 
 def _to_array(data, dtype=None) -> np.ndarray:
     """``data`` as an ndarray: Python floats become float32, ints int64 (PyTorch's defaults);
-    ndarrays keep their dtype unless ``dtype`` says otherwise."""
+    ndarrays and NumPy scalars keep their dtype unless ``dtype`` says otherwise."""
     if isinstance(data, Tensor):
         arr = data._data
     elif isinstance(data, np.ndarray):
         arr = data
+    elif isinstance(data, np.generic):
+        # a NumPy scalar, e.g. what arithmetic on 0-d arrays returns (np.float64 is a float)
+        arr = np.asarray(data)
     else:
         try:
             arr = np.asarray(data)
