@@ -126,6 +126,7 @@ def test_pipeline_cross_validation_and_grid_search():
     assert grid.predict(X).shape == (300,)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_string_labels_binary_and_multilabel():
     X, y = _data("binary")
     labels = np.array(["no", "yes"])[y]

@@ -218,7 +218,8 @@ class Tensor:
         op = _UFUNC_OPS.get(ufunc)
         if op is not None and method == "__call__" and not kwargs and len(inputs) == 2:
             a, b = inputs
-            return op(a if isinstance(a, Tensor) else Tensor(_to_array(a)), b)
+            # a number (NumPy scalars too) takes the tensor's dtype, as on the left (_operand)
+            return op(a if isinstance(a, Tensor) else _operand(a, b), b)
         inputs = tuple(_unwrap(x) for x in inputs)
         kwargs = {k: _unwrap(v) for k, v in kwargs.items()}
         return getattr(ufunc, method)(*inputs, **kwargs)
