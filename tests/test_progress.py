@@ -151,3 +151,36 @@ def test_verbose_zero_and_verbose_two_on_a_terminal(monkeypatch):
     assert _fit(monkeypatch, FakeTerminal(), x, y, epochs=2, verbose=0) == ""
     out = _fit(monkeypatch, FakeTerminal(), x, y, epochs=2, verbose=2)
     assert "\r" not in out and "[" not in out and len(out.splitlines()) == 2
+
+
+# ---------------------------------------------------------------- History.plot
+
+
+def test_history_plot_of_a_fit_saves_a_png_outside_pyplot(tmp_path):
+    plt = pytest.importorskip("matplotlib.pyplot")
+    import struct
+
+    x, y = _data(80)
+    model = _model()
+    h = model.fit(x, y, epochs=4, batch_size=16, validation_split=0.25, verbose=0)
+    figures = plt.get_fignums()
+    path = tmp_path / "curves.png"
+    fig = h.plot(path=path)
+    assert plt.get_fignums() == figures  # nothing left open in pyplot
+    png = path.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
+    assert struct.unpack(">II", png[16:24]) == (900, 350)  # two 4.5 x 3.5 in panels at 100 dpi
+    assert [a.get_title() for a in fig.axes] == ["loss", "accuracy"]
+    for a in fig.axes:
+        key = a.get_title()
+        assert [line.get_label() for line in a.get_lines()] == ["train", "val"]
+        train, val = a.get_lines()
+        np.testing.assert_array_equal(train.get_xdata(), [1, 2, 3, 4])
+        np.testing.assert_array_equal(train.get_ydata(), h.history[key])
+        np.testing.assert_array_equal(val.get_ydata(), h.history["val_" + key])
+    # without validation one line per panel; metrics picks the panels
+    h = model.fit(x, y, epochs=2, verbose=0)
+    fig = h.plot(metrics=["accuracy"], path=tmp_path / "acc.png")
+    assert len(fig.axes) == 1 and len(fig.axes[0].get_lines()) == 1
+    with pytest.raises(ValueError, match="'val_auc', which is not in the history"):
+        h.plot(metrics="val_auc")
