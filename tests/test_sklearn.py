@@ -163,13 +163,15 @@ def test_warm_start_continues_and_convergence_warning():
     first = reg.loss_curve_[-1]
     with pytest.warns(ConvergenceWarning):
         reg.fit(X, y)
-    assert len(reg.loss_curve_) == 10 and reg.n_iter_ == 10 and reg.loss_curve_[-1] < first
+    # as sklearn: the loss curve goes on, n_iter_ counts this fit's epochs
+    assert len(reg.loss_curve_) == 10 and reg.n_iter_ == 5 and reg.loss_curve_[-1] < first
     cold = clone(reg).set_params(warm_start=False)
     with pytest.warns(ConvergenceWarning):
         cold.fit(X, y)
     assert len(cold.loss_curve_) == 5
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_verbose_prints_the_loss_of_each_epoch(capsys):
     X, y = _data("multiclass")
     clf = MLPClassifier(random_state=0, verbose=True).fit(X, y)
@@ -213,3 +215,38 @@ def test_pickle_round_trip():
 def test_importing_myelin_does_not_import_sklearn():
     code = "import sys, myelin; assert 'sklearn' not in sys.modules, 'sklearn was imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+@pytest.mark.parametrize("kind", ["multiclass", "binary", "regression"])
+def test_partial_fit_follows_sklearns(kind, solver):
+    from sklearn.neural_network import MLPClassifier as SkC
+    from sklearn.neural_network import MLPRegressor as SkR
+
+    X, y = _data(kind)
+    params = dict(hidden_layer_sizes=(12,), solver=solver, random_state=0, batch_size=25)
+    if kind == "regression":
+        ours, theirs = MLPRegressor(**params), SkR(**params)
+        kw = {}
+    else:
+        ours, theirs = MLPClassifier(**params), SkC(**params)
+        kw = {"classes": np.unique(y)}
+    for part in np.array_split(np.arange(len(X)), 4):  # the optimizer state carries over
+        ours.partial_fit(X[part], y[part], **kw)
+        theirs.partial_fit(X[part], y[part], **kw)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-10)
+    np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-9, atol=1e-12)
+    assert ours.n_iter_ == theirs.n_iter_ and ours.t_ == theirs.t_
+
+
+def test_partial_fit_needs_classes_first_and_known_labels():
+    X, y = _data("multiclass")
+    clf = MLPClassifier(hidden_layer_sizes=(4,))
+    with pytest.raises(ValueError, match="classes must be passed on the first call"):
+        clf.partial_fit(X, y)
+    clf.partial_fit(X[y < 2], y[y < 2], classes=[0, 1, 2])  # a batch without class 2
+    assert list(clf.classes_) == [0, 1, 2] and clf.predict_proba(X).shape == (120, 3)
+    with pytest.raises(ValueError, match=r"labels \[7\] that are not in classes_"):
+        clf.partial_fit(X[:3], [0, 1, 7])
+    with pytest.raises(ValueError, match="partial_fit does not support early_stopping"):
+        MLPClassifier(early_stopping=True).partial_fit(X, y, classes=[0, 1, 2])

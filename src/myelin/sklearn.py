@@ -144,7 +144,7 @@ class _BaseMLP(BaseEstimator):
 
     # ------------------------------------------------------------ hooks of the subclasses
 
-    def _encode_targets(self, y, first: bool) -> np.ndarray:
+    def _encode_targets(self, y, first: bool, classes=None) -> np.ndarray:
         raise NotImplementedError
 
     def _loss(self, out: Tensor, t: np.ndarray) -> Tensor:
@@ -232,9 +232,11 @@ class _BaseMLP(BaseEstimator):
 
     # ------------------------------------------------------------ fit
 
-    def _fit(self, X, y):
+    def _fit(self, X, y, incremental: bool = False, classes=None):
         sizes = self._validate_params()
-        first = not (self.warm_start and hasattr(self, "coefs_"))
+        if incremental and self.early_stopping:
+            raise ValueError(f"{type(self).__name__}: partial_fit does not support early_stopping")
+        first = not hasattr(self, "coefs_") or not (self.warm_start or incremental)
         X, y = validate_data(
             self,
             X,
@@ -244,11 +246,12 @@ class _BaseMLP(BaseEstimator):
             multi_output=True,
             y_numeric=not isinstance(self, ClassifierMixin),
         )
-        t = self._encode_targets(y, first)
+        t = self._encode_targets(y, first, classes)
         n_out = t.shape[1] if t.ndim == 2 else len(self.classes_)
-        rng = check_random_state(self.random_state)
+        rng = check_random_state(self.random_state)  # anew each call, as sklearn
         if first:
             self._build(X.shape[1], sizes, n_out, rng)
+            self._optimizer_state = None
             self.t_ = 0
             self.loss_curve_ = []
             self.best_loss_ = np.inf
@@ -261,13 +264,13 @@ class _BaseMLP(BaseEstimator):
                 self.best_validation_score_ = None
         elif self.n_outputs_ != n_out:
             raise ValueError(
-                f"{type(self).__name__}: warm_start with {n_out} outputs, but the fitted "
-                f"network has {self.n_outputs_}"
+                f"{type(self).__name__}: {n_out} outputs, but the fitted network has "
+                f"{self.n_outputs_}"
             )
-        self._train(X, y, t, rng)
+        self._train(X, y, t, rng, incremental)
         return self
 
-    def _train(self, X: np.ndarray, y, t: np.ndarray, rng) -> None:
+    def _train(self, X: np.ndarray, y, t: np.ndarray, rng, incremental: bool) -> None:
         # the network's parameters: weights as Linear's (out, in), written back to coefs_ after
         params = []
         for w, b in zip(self.coefs_, self.intercepts_, strict=True):
@@ -290,7 +293,12 @@ class _BaseMLP(BaseEstimator):
                 nesterov=self.nesterovs_momentum and self.momentum > 0,
             )
         lr = self.learning_rate_init
-        adam, group, steps = self.solver == "adam", opt.param_groups[0], 0
+        adam, steps = self.solver == "adam", 0
+        if incremental and self._optimizer_state is not None:
+            # partial_fit goes on with the optimizer of the previous call, as sklearn
+            state, steps, lr = self._optimizer_state
+            opt.load_state_dict(state)
+        group = opt.param_groups[0]
         X_val = y_val = None
         if self.early_stopping:
             tr, va = train_test_split(
@@ -318,7 +326,8 @@ class _BaseMLP(BaseEstimator):
             )
         order = np.arange(n)
         converged = False
-        for _ in range(self.max_iter):
+        self.n_iter_ = 0
+        for _ in range(1 if incremental else self.max_iter):
             if self.shuffle:
                 order = order[rng.permutation(n)]  # as sklearn: shuffle the last order
             total = 0.0
@@ -343,7 +352,7 @@ class _BaseMLP(BaseEstimator):
                     group["eps"] = self.epsilon / math.sqrt(1.0 - self.beta_2**steps)
                 opt.step()
                 total += value * m
-            self.n_iter_ = getattr(self, "n_iter_", 0) + 1
+            self.n_iter_ += 1
             self.t_ += n
             self.loss_ = total / n
             self.loss_curve_.append(self.loss_)
@@ -376,9 +385,10 @@ class _BaseMLP(BaseEstimator):
                     converged = True
                     break
         self._store(params)
+        self._optimizer_state = (opt.state_dict(), steps, lr)
         if self.early_stopping and best is not None:
             self.coefs_, self.intercepts_ = best
-        if not converged:
+        if not converged and not incremental:
             warnings.warn(
                 f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
                 f"optimization hasn't converged yet.",
@@ -471,37 +481,41 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         tags.classifier_tags.multi_label = True
         return tags
 
-    def _encode_targets(self, y, first: bool) -> np.ndarray:
+    def _encode_targets(self, y, first: bool, classes=None) -> np.ndarray:
         if isinstance(y, np.ndarray) and y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         check_classification_targets(y)
-        kind = type_of_target(y)
-        if kind == "multilabel-indicator":
-            classes = np.arange(y.shape[1])
-            t = np.asarray(y, dtype=np.float64)
-        else:
-            y = column_or_1d(y)
-            classes, codes = np.unique(y, return_inverse=True)
-            if len(classes) < 2:
-                raise ValueError(
-                    f"MLPClassifier needs samples of at least 2 classes, got 1 class: "
-                    f"{classes[0]!r}"
-                )
-            t = codes.astype(np.int64)
-            if len(classes) == 2:
-                t = t.astype(np.float64).reshape(-1, 1)
+        multilabel = type_of_target(y) == "multilabel-indicator"
         if first:
-            self.classes_ = classes
-            self._multilabel = kind == "multilabel-indicator"
-        elif not (
-            self._multilabel == (kind == "multilabel-indicator")
-            and np.array_equal(classes, self.classes_)
-        ):
+            if multilabel:
+                labels = np.arange(y.shape[1])
+            else:
+                labels = np.unique(column_or_1d(y) if classes is None else np.asarray(classes))
+                if len(labels) < 2:
+                    raise ValueError(
+                        f"MLPClassifier needs at least 2 classes, got 1 class: {labels[0]!r}"
+                    )
+            self.classes_ = labels
+            self._multilabel = multilabel
+        elif multilabel != self._multilabel or (multilabel and y.shape[1] != len(self.classes_)):
             raise ValueError(
-                f"MLPClassifier: warm_start with classes {classes!r}, but the network was fitted "
-                f"on {self.classes_!r}"
+                f"MLPClassifier: y is {'a' if multilabel else 'not a'} multilabel indicator"
+                f"{f' of {y.shape[1]} labels' if multilabel else ''}; the network was fitted "
+                f"on {'the' if self._multilabel else 'no'} multilabel indicator"
             )
-        return t
+        if multilabel:
+            return np.asarray(y, dtype=np.float64)
+        y = column_or_1d(y)
+        codes = np.searchsorted(self.classes_, y)
+        known = codes < len(self.classes_)
+        known[known] = self.classes_[codes[known]] == y[known]
+        if not known.all():
+            raise ValueError(
+                f"MLPClassifier: y has labels {np.unique(y[~known]).tolist()} that are not in "
+                f"classes_ {self.classes_.tolist()}"
+            )
+        t = codes.astype(np.int64)
+        return t.astype(np.float64).reshape(-1, 1) if len(self.classes_) == 2 else t
 
     def _strata(self, t: np.ndarray):
         # as sklearn: stratified when the network has one output (two classes), else not
@@ -521,6 +535,19 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         """Fit the network to ``X`` (n_samples, n_features) and labels ``y`` (n_samples,) or a
         multilabel indicator (n_samples, n_labels). Returns ``self``."""
         return self._fit(X, y)
+
+    def partial_fit(self, X, y, classes=None):
+        """One epoch over ``X``, ``y`` from the current weights and optimizer state.
+
+        ``classes`` (every label the classifier will see) is required on the first call and
+        ignored after, as in scikit-learn. Returns ``self``.
+        """
+        if not hasattr(self, "classes_") and classes is None:
+            if type_of_target(y) != "multilabel-indicator":
+                raise ValueError(
+                    "MLPClassifier: classes must be passed on the first call to partial_fit"
+                )
+        return self._fit(X, y, incremental=True, classes=classes)
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, float64 of shape (n_samples, n_classes), in the order of
@@ -566,7 +593,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         tags.target_tags.multi_output = True
         return tags
 
-    def _encode_targets(self, y, first: bool) -> np.ndarray:
+    def _encode_targets(self, y, first: bool, classes=None) -> np.ndarray:
         y = np.asarray(y, dtype=np.float64)
         return y.reshape(-1, 1) if y.ndim == 1 else y
 
@@ -585,6 +612,11 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         """Fit the network to ``X`` (n_samples, n_features) and targets ``y`` (n_samples,) or
         (n_samples, n_targets). Returns ``self``."""
         return self._fit(X, y)
+
+    def partial_fit(self, X, y):
+        """One epoch over ``X``, ``y`` from the current weights and optimizer state. Returns
+        ``self``."""
+        return self._fit(X, y, incremental=True)
 
     def predict(self, X) -> np.ndarray:
         """Predictions, float64 of shape (n_samples,) or (n_samples, n_targets)."""
