@@ -215,6 +215,10 @@ def test_pickle_round_trip():
 def test_importing_myelin_does_not_import_sklearn():
     code = "import sys, myelin; assert 'sklearn' not in sys.modules, 'sklearn was imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+    # without scikit-learn, myelin.sklearn says what to install
+    code = "import sys; sys.modules['sklearn'] = None; import myelin.sklearn"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode != 0 and "pip install scikit-learn" in proc.stderr
 
 
 @pytest.mark.parametrize("solver", ["adam", "sgd"])
