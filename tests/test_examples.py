@@ -11,9 +11,9 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def run(name: str) -> str:
+def run(name: str, *args: str) -> str:
     proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / name)],
+        [sys.executable, str(EXAMPLES / name), *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -36,6 +36,7 @@ def test_every_example_is_tested():
         "pytorch_style.py",
         "keras_style.py",
         "overfit_one_batch.py",
+        "training_curve.py",
     }
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
@@ -83,3 +84,14 @@ def test_the_article_programs_import_only_myelin(name):
         if line.startswith(("import ", "from "))
     ]
     assert imports and all(m.split(".")[0] in ("myelin", "numpy") for m in imports), imports
+
+
+def test_training_curve_saves_the_picture(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = run("training_curve.py", str(tmp_path / "curve.png"))
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    best = int(re.search(r"lowest val loss [\d.]+ at epoch (\d+)", out).group(1))
+    last = re.search(r"last epoch: train loss ([\d.]+), val loss ([\d.]+)", out)
+    train, val = float(last.group(1)), float(last.group(2))
+    # the picture's point: validation loss bottoms out early and climbs while training loss falls
+    assert best < 60 and train < 0.05 and val > 0.3

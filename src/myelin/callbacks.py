@@ -228,7 +228,9 @@ class History(Callback):
         ax : matplotlib Axes or sequence of Axes, optional
             Where to draw: one Axes per panel. Default: a new figure with one row of panels.
         path : str or os.PathLike, optional
-            Also save the figure there (PNG unless the suffix says otherwise).
+            Also save the figure there (PNG unless the suffix says otherwise). Without ``ax`` the
+            figure is then made outside pyplot: no window opens, Agg renders it whatever the
+            backend, and it is freed once dropped (no ``plt.close`` needed in a loop).
 
         Returns
         -------
@@ -246,7 +248,15 @@ class History(Callback):
         if not keys:
             raise ValueError("History.plot: the history is empty (was fit run for any epoch?)")
         if ax is None:
-            fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.5), squeeze=False)
+            size = (4.5 * len(keys), 3.5)
+            if path is None:
+                fig, axes = plt.subplots(1, len(keys), figsize=size, squeeze=False)
+            else:
+                # a figure outside pyplot: drawn by Agg whatever the backend, and freed with it
+                from matplotlib.figure import Figure
+
+                fig = Figure(figsize=size)
+                axes = fig.subplots(1, len(keys), squeeze=False)
             axes = list(axes[0])
         else:
             axes = [ax] if hasattr(ax, "plot") else list(ax)

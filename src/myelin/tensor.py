@@ -33,11 +33,14 @@ MaxResult = namedtuple("MaxResult", ["values", "indices"])
 
 def _to_array(data, dtype=None) -> np.ndarray:
     """``data`` as an ndarray: Python floats become float32, ints int64 (PyTorch's defaults);
-    ndarrays keep their dtype unless ``dtype`` says otherwise."""
+    ndarrays and NumPy scalars keep their dtype unless ``dtype`` says otherwise."""
     if isinstance(data, Tensor):
         arr = data._data
     elif isinstance(data, np.ndarray):
         arr = data
+    elif isinstance(data, np.generic):
+        # a NumPy scalar, e.g. what arithmetic on 0-d arrays returns (np.float64 is a float)
+        arr = np.asarray(data)
     else:
         try:
             arr = np.asarray(data)
@@ -215,7 +218,8 @@ class Tensor:
         op = _UFUNC_OPS.get(ufunc)
         if op is not None and method == "__call__" and not kwargs and len(inputs) == 2:
             a, b = inputs
-            return op(a if isinstance(a, Tensor) else Tensor(_to_array(a)), b)
+            # a number (NumPy scalars too) takes the tensor's dtype, as on the left (_operand)
+            return op(a if isinstance(a, Tensor) else _operand(a, b), b)
         inputs = tuple(_unwrap(x) for x in inputs)
         kwargs = {k: _unwrap(v) for k, v in kwargs.items()}
         return getattr(ufunc, method)(*inputs, **kwargs)

@@ -22,6 +22,7 @@ import json
 import math
 import operator
 import os
+import shutil
 import sys
 import time
 import warnings
@@ -607,6 +608,8 @@ class _Progress:
         self.epochs = epochs
         self.steps = steps
         self.width = 0
+        # a redrawn line must fit the terminal: one that wraps cannot be returned to with "\r"
+        self.columns = shutil.get_terminal_size().columns if self.live else 0
 
     def epoch_begin(self, epoch: int) -> None:
         self.epoch = epoch
@@ -629,6 +632,8 @@ class _Progress:
             else:
                 parts.append(f"{step}/?")
         parts.append(f"{elapsed:.1f}s")
+        if bar and self.steps and 0 < step < self.steps:
+            parts.append(f"ETA {elapsed / step * (self.steps - step):.0f}s")
         parts += [f"{k}: {v:.4f}" for k, v in logs.items() if k not in ("lr", "grad_norm")]
         busy = elapsed if busy is None else busy
         if busy > 0:
@@ -642,7 +647,10 @@ class _Progress:
         if now - self.last < _PROGRESS_INTERVAL:
             return
         self.last = now
-        self._write("\r" + self._pad(self._line(step, run.logs(), run.n, now - self.t0, True)))
+        line = self._line(step, run.logs(), run.n, now - self.t0, True)
+        if self.columns > 1:
+            line = line[: self.columns - 1]
+        self._write("\r" + self._pad(line))
 
     def train_end(self) -> None:
         """Mark the end of the epoch's training batches (validation comes next)."""
