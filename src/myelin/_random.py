@@ -8,6 +8,8 @@ training run reproducible.
 from __future__ import annotations
 
 import operator
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +42,7 @@ class Generator:
     def initial_seed(self) -> int | None:
         return self._seed
 
-    def get_state(self) -> dict:
+    def get_state(self) -> Mapping[str, Any]:
         return self.rng.bit_generator.state
 
     def set_state(self, state: dict) -> None:

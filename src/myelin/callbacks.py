@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -48,8 +49,8 @@ class Callback:
     """
 
     def __init__(self) -> None:
-        self.model = None
-        self.params = {}
+        self.model: Any = None
+        self.params: dict = {}
 
     def set_model(self, model) -> None:
         self.model = model
@@ -188,8 +189,8 @@ class History(Callback):
 
     def __init__(self) -> None:
         super().__init__()
-        self.history = {}
-        self.epoch = []
+        self.history: dict[str, list] = {}
+        self.epoch: list[int] = []
 
     def on_train_begin(self, logs=None) -> None:
         self.history = {}
@@ -245,6 +246,7 @@ class History(Callback):
         keys = self._curves(metrics)
         if not keys:
             raise ValueError("History.plot: the history is empty (was fit run for any epoch?)")
+        axes: Any
         if ax is None:
             fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.5), squeeze=False)
             axes = list(axes[0])
@@ -354,9 +356,9 @@ class EarlyStopping(Callback):
     def _reset(self) -> None:
         self.wait = 0
         self.stopped_epoch = 0
-        self.best = None
+        self.best: float | None = None
         self.best_epoch = 0
-        self.best_weights = None
+        self.best_weights: dict | None = None
 
     def _is_improvement(self, value: float, reference) -> bool:
         if reference is None:
@@ -483,7 +485,7 @@ class ModelCheckpoint(Callback):
         self.mode = _resolve_mode(mode, monitor, "ModelCheckpoint")
         self.verbose = int(verbose)
         self.best = math.inf if self.mode == "min" else -math.inf
-        self.last_path = None
+        self.last_path: str | None = None
         self._warned = False
 
     def _path(self, epoch: int, logs: dict) -> str:
@@ -570,7 +572,7 @@ class LearningRateScheduler(Callback):
             )
         self.schedule = schedule
         self.verbose = int(verbose)
-        self._pending = None
+        self._pending: int | None = None
 
     def _optimizer(self):
         return getattr(self.model, "optimizer", None)

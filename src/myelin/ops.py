@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import operator
+from typing import Any
 
 import numpy as np
 
@@ -267,7 +268,7 @@ def linear(x, weight, bias=None, activation=None, *, negative_slope=0.01, out=No
             return res
     act = _activation(activation)
     slope = _slope(negative_slope)
-    arrays = [_as_float(x, "x"), _as_float(weight, "weight")]
+    arrays: Any = [_as_float(x, "x"), _as_float(weight, "weight")]
     if bias is not None:
         arrays.append(_as_float(bias, "bias"))
     arrays = _promote(*arrays)
@@ -350,7 +351,7 @@ def linear_backward(
     (grad_x, grad_weight, grad_bias) with the shapes of x, weight and ``(out_features,)``.
     """
     if out is None and work is None:
-        res = _kernels.linear_backward_fast(
+        res: Any = _kernels.linear_backward_fast(
             grad_y, x, weight, y, activation, negative_slope, bool(need_grad_x)
         )
         if res is not None:
@@ -363,7 +364,7 @@ def linear_backward(
             return res
     act = _activation(activation)
     slope = _slope(negative_slope)
-    arrays = [_as_float(grad_y, "grad_y"), _as_float(x, "x"), _as_float(weight, "weight")]
+    arrays: Any = [_as_float(grad_y, "grad_y"), _as_float(x, "x"), _as_float(weight, "weight")]
     if act != _kernels.ACT_NONE:
         if y is None:
             raise ValueError(f"linear_backward: y (the forward output) is needed for {activation}")
@@ -869,7 +870,7 @@ def adam_step_multi(
         bool(decoupled_weight_decay),
     )
     try:
-        _kernels.adam_multi(*lists, vmax, steps, *args)
+        _kernels.adam_multi(*lists, vmax, steps, *args)  # type: ignore[call-arg, arg-type]
     except (TypeError, ValueError, OverflowError):
         names = ("params", "grads", "exp_avgs", "exp_avg_sqs")
         _diagnose_multi(

@@ -518,7 +518,7 @@ def _recompile(model: Module, config: dict) -> None:
         return
     options = {k: v for k, v in opt.items() if k != "name"}
     name = opt.get("name")
-    keras_specs = {"adam": optimizers.Adam, "adamw": optimizers.AdamW}
+    keras_specs: dict[str, type] = {"adam": optimizers.Adam, "adamw": optimizers.AdamW}
     keras_specs.update(sgd=optimizers.SGD, rmsprop=optimizers.RMSprop)
     if name not in keras_specs:
         return

@@ -9,6 +9,7 @@ Semantics follow PyTorch: ``requires_grad``, ``.grad`` accumulating across ``bac
 
 from __future__ import annotations
 
+import builtins
 import numbers
 import operator
 from collections import namedtuple
@@ -131,10 +132,10 @@ class Tensor:
 
     def __init__(self, data, requires_grad: bool = False) -> None:
         self._data = data if isinstance(data, np.ndarray) else _to_array(data)
-        self._grad = None
-        self._ctx = None
+        self._grad: np.ndarray | None = None
+        self._ctx: tuple | None = None
         self._retain = False
-        self._spare = None
+        self._spare: np.ndarray | None = None
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -523,7 +524,7 @@ class Tensor:
     def eq(self, other):
         return self.__eq__(other)
 
-    def equal(self, other) -> bool:
+    def equal(self, other) -> builtins.bool:
         o = other._data if isinstance(other, Tensor) else np.asarray(other)
         return self._data.shape == o.shape and bool(np.array_equal(self._data, o))
 
@@ -579,19 +580,19 @@ class Tensor:
 
         return F.tanh(self)
 
-    def softmax(self, dim: int = -1) -> Tensor:
+    def softmax(self, dim: builtins.int = -1) -> Tensor:
         from myelin.nn import functional as F
 
         return F.softmax(self, dim)
 
-    def log_softmax(self, dim: int = -1) -> Tensor:
+    def log_softmax(self, dim: builtins.int = -1) -> Tensor:
         from myelin.nn import functional as F
 
         return F.log_softmax(self, dim)
 
     # ------------------------------------------------------------ reductions
 
-    def sum(self, dim=None, keepdim: bool = False) -> Tensor:
+    def sum(self, dim=None, keepdim: builtins.bool = False) -> Tensor:
         """Sum over ``dim`` (all elements when None)."""
         x = self._data
         dim = _check_axis(dim, x.ndim)
@@ -603,7 +604,7 @@ class Tensor:
             lambda g: (np.broadcast_to(_expand_reduced(g, shape, dim, keepdim), shape),),
         )
 
-    def mean(self, dim=None, keepdim: bool = False) -> Tensor:
+    def mean(self, dim=None, keepdim: builtins.bool = False) -> Tensor:
         """Mean over ``dim`` (all elements when None)."""
         x = self._data
         if x.dtype.kind != "f":
@@ -619,7 +620,7 @@ class Tensor:
 
         return _make(out, (self,), backward)
 
-    def _extreme(self, dim, keepdim: bool, arg):
+    def _extreme(self, dim, keepdim: builtins.bool, arg):
         x = self._data
         if dim is None:
             flat = x.reshape(-1)
@@ -638,7 +639,7 @@ class Tensor:
         idx = np.expand_dims(arg(x, axis=d), d)
         vals = np.take_along_axis(x, idx, axis=d)
 
-        def backward(g):
+        def backward(g):  # type: ignore[no-redef]
             full = np.zeros(x.shape, x.dtype)
             gg = g if keepdim else np.expand_dims(g, d)
             np.put_along_axis(full, idx, gg, axis=d)
@@ -649,22 +650,22 @@ class Tensor:
             vals = np.squeeze(vals, d)
         return MaxResult(_make(vals, (self,), backward), Tensor(indices.astype(np.int64)))
 
-    def max(self, dim=None, keepdim: bool = False):
+    def max(self, dim=None, keepdim: builtins.bool = False):
         """The largest element, or ``(values, indices)`` along ``dim`` (as ``torch.max``)."""
         return self._extreme(dim, keepdim, np.argmax)
 
-    def min(self, dim=None, keepdim: bool = False):
+    def min(self, dim=None, keepdim: builtins.bool = False):
         """The smallest element, or ``(values, indices)`` along ``dim`` (as ``torch.min``)."""
         return self._extreme(dim, keepdim, np.argmin)
 
-    def argmax(self, dim=None, keepdim: bool = False) -> Tensor:
+    def argmax(self, dim=None, keepdim: builtins.bool = False) -> Tensor:
         """Index of the largest element (of the flattened tensor when ``dim`` is None)."""
         if dim is None:
             return Tensor(np.asarray(np.argmax(self._data), dtype=np.int64))
         d = _check_axis(dim, self.ndim)
         return Tensor(np.argmax(self._data, axis=d, keepdims=keepdim).astype(np.int64))
 
-    def argmin(self, dim=None, keepdim: bool = False) -> Tensor:
+    def argmin(self, dim=None, keepdim: builtins.bool = False) -> Tensor:
         if dim is None:
             return Tensor(np.asarray(np.argmin(self._data), dtype=np.int64))
         d = _check_axis(dim, self.ndim)
@@ -688,7 +689,7 @@ class Tensor:
 
     view = reshape
 
-    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    def flatten(self, start_dim: builtins.int = 0, end_dim: builtins.int = -1) -> Tensor:
         shape = self._data.shape
         if not shape:
             return self.reshape(1)
@@ -706,7 +707,7 @@ class Tensor:
         inv = tuple(np.argsort(dims))
         return _make(self._data.transpose(dims), (self,), lambda g: (g.transpose(inv),))
 
-    def transpose(self, dim0: int, dim1: int) -> Tensor:
+    def transpose(self, dim0: builtins.int, dim1: builtins.int) -> Tensor:
         order = list(range(self.ndim))
         a, b = _check_axis(dim0, self.ndim), _check_axis(dim1, self.ndim)
         order[a], order[b] = order[b], order[a]
@@ -717,7 +718,7 @@ class Tensor:
             raise ValueError(f"t() expects a tensor of at most 2 dimensions, got {self.ndim}")
         return self.T
 
-    def unsqueeze(self, dim: int) -> Tensor:
+    def unsqueeze(self, dim: builtins.int) -> Tensor:
         d = dim if dim >= 0 else dim + self.ndim + 1
         if not 0 <= d <= self.ndim:
             raise IndexError(f"dim {dim} is out of range for unsqueeze of {self.ndim} dims")

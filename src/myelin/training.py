@@ -26,6 +26,7 @@ import sys
 import time
 import warnings
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 
@@ -67,6 +68,14 @@ class _Compiled:
         "threshold",
         "metrics",
     )
+    builder: Any
+    optimizer: Any
+    kind: str
+    loss_fn: Any
+    logits_fn: Any
+    split: Any
+    threshold: Any
+    metrics: Any
 
     def __init__(self, **kw) -> None:
         for k, v in kw.items():
@@ -269,7 +278,7 @@ def _warn_activation_mismatch(model, kind, loss_fn, split: bool) -> None:
 def _stacklevel() -> int:
     """The stacklevel that points a warning at the first caller outside myelin."""
     here = os.path.dirname(os.path.abspath(__file__))
-    frame = sys._getframe(1)
+    frame: Any = sys._getframe(1)
     level = 1
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(here):
         frame = frame.f_back
@@ -386,7 +395,7 @@ class _LoaderBatches:
         self.name = name
         self.targets = targets
         try:
-            self.steps = len(loader)
+            self.steps: int | None = len(loader)
         except TypeError:
             self.steps = None
 
@@ -612,7 +621,7 @@ class _Progress:
         self.epoch = epoch
         self.t0 = time.perf_counter()
         self.last = -math.inf
-        self.busy = None
+        self.busy: float | None = None
 
     def _line(self, step: int, logs: dict, seen: int, elapsed: float, bar: bool, busy=None) -> str:
         """One status line; the throughput is ``seen`` samples over ``busy`` seconds of training
@@ -787,7 +796,7 @@ def fit(
                 "x is an iterator, which can be gone through only once, but fit was asked for "
                 f"{epochs - initial_epoch} epochs; pass a DataLoader or a list of batches"
             )
-        train = _LoaderBatches(x, state.kind, dtype, "x")
+        train: Any = _LoaderBatches(x, state.kind, dtype, "x")
         samples = None
     else:
         train = _pair(x, y, state.kind, dtype, batch_size, shuffle, "fit")
@@ -985,7 +994,7 @@ def predict(model, x, batch_size: int = 32, verbose=0) -> np.ndarray:
     dtype = _param_dtype(model)
     if isinstance(x, (list, tuple)) or not _is_batches(x):
         xa = _inputs(x, dtype, "x")
-        batches = _ArrayBatches(xa, None, batch_size, shuffle=False)
+        batches: Any = _ArrayBatches(xa, None, batch_size, shuffle=False)
     else:
         batches = _LoaderBatches(x, None, dtype, "x", targets=False)
     t0 = time.perf_counter()

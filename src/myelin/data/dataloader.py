@@ -244,7 +244,7 @@ def default_collate(batch):
     if isinstance(elem, (str, bytes)):
         return list(batch)
     if isinstance(elem, collections.abc.Mapping):
-        return type(elem)({key: default_collate([s[key] for s in batch]) for key in elem})
+        return type(elem)({key: default_collate([s[key] for s in batch]) for key in elem})  # type: ignore[call-arg]
     if isinstance(elem, collections.abc.Sequence):
         size = len(elem)
         if any(len(s) != size for s in batch):

@@ -93,7 +93,7 @@ class Normalize:
             dt = arr.dtype
         else:
             dt = np.dtype(np.float32 if is_tensor else np.float64)
-        mean, std = self.mean_.astype(dt), self.std_.astype(dt)
+        mean, std = self.mean_.astype(dt), self.std_.astype(dt)  # type: ignore[union-attr]
         if is_tensor:
             xt = x.to(dt)
             return xt * Tensor(std) + Tensor(mean) if inverse else (xt - Tensor(mean)) / Tensor(std)
@@ -126,7 +126,7 @@ class Normalize:
         """The fitted statistics: ``{"mean": mean_, "std": std_}`` (copies)."""
         if self.mean_ is None:
             raise RuntimeError("Normalize.state_dict: not fitted yet; call fit(x) first")
-        return OrderedDict(mean=self.mean_.copy(), std=self.std_.copy())
+        return OrderedDict(mean=self.mean_.copy(), std=self.std_.copy())  # type: ignore[union-attr]
 
     def load_state_dict(self, state_dict) -> None:
         """Restore ``mean_`` and ``std_`` from the output of ``state_dict()``."""

@@ -174,7 +174,7 @@ class Dense(Module):
         if name is not None and not isinstance(name, str):
             raise TypeError(f"Dense: name must be a str or None, got {type(name).__name__}")
         self.name = name
-        self.in_features = None
+        self.in_features: int | None = None
         self.input_shape = self._input_shape(input_shape, input_dim)
         if in_features is not None:
             in_features = _positive_int(in_features, "in_features", self._signature())
@@ -238,7 +238,7 @@ class Dense(Module):
         self.weight = Parameter(weight.astype(self.dtype))
         if self.use_bias:
             bias = _initial_values(self.bias_initializer, (self.units,), self.units, self.units)
-            self.bias = Parameter(bias.astype(self.dtype))
+            self.bias: Parameter | None = Parameter(bias.astype(self.dtype))
         else:
             self.bias = None
         self.in_features = n

@@ -55,7 +55,7 @@ def _propagate(layers, shape: tuple) -> None:
             else:
                 shape = (*shape[:-1], layer.out_features)
         elif isinstance(layer, nn.Flatten):
-            shape = _flatten_shape(layer, shape)
+            shape = _flatten_shape(layer, shape)  # type: ignore[assignment]
             if shape is None:
                 return
         elif not isinstance(layer, _SAME_SHAPE):

@@ -154,7 +154,7 @@ def linear_chain(input, layers, workspace: Workspace | None = None) -> Tensor:
     outs = [x._data]
     h = x._data
     last = len(layers) - 1
-    pooled = []  # intermediate outputs taken from the workspace
+    pooled: list[np.ndarray] = []  # intermediate outputs taken from the workspace
     recording = is_grad_enabled()
     min_size = workspace.min_size if workspace is not None else None
     for i, layer in enumerate(layers):
@@ -223,7 +223,8 @@ def linear_chain(input, layers, workspace: Workspace | None = None) -> Tensor:
         grads[0] = g if x.requires_grad else None
         return tuple(grads)
 
-    backward.fresh = True  # every array it returns is new or the parameter's own spare
+    # every array it returns is new or the parameter's own spare
+    backward.fresh = True  # type: ignore[attr-defined]
     if pooled:
 
         def release():
@@ -231,7 +232,7 @@ def linear_chain(input, layers, workspace: Workspace | None = None) -> Tensor:
                 workspace.give(a)
             pooled.clear()
 
-        backward.release = release
+        backward.release = release  # type: ignore[attr-defined]
     return _make(h, tuple(parents), backward)
 
 

@@ -56,7 +56,7 @@ def calculate_gain(nonlinearity: str, param=None) -> float:
     raise ValueError(f"unsupported nonlinearity {nonlinearity!r}")
 
 
-def _fill(tensor, values: np.ndarray) -> Tensor:
+def _fill(tensor, values: np.ndarray | float) -> Tensor:
     a = _target(tensor)
     a[...] = values
     return tensor

@@ -333,7 +333,7 @@ class ReduceLROnPlateau(LRScheduler):
     def get_lr(self) -> list:
         return [group["lr"] for group in self.optimizer.param_groups]
 
-    def step(self, metrics, epoch: int | None = None) -> None:
+    def step(self, metrics, epoch: int | None = None) -> None:  # type: ignore[override]
         """Record this epoch's value of the monitored metric; reduce the lr after a plateau.
 
         Parameters

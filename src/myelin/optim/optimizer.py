@@ -13,6 +13,7 @@ import numbers
 import operator
 from collections import defaultdict
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -234,7 +235,7 @@ class Optimizer:
         data = p._data
         if not data.flags.writeable:
             raise ValueError(f"{where} is read-only and cannot be updated in place")
-        grad = p._grad
+        grad: Any = p._grad
         if grad.shape != data.shape:
             raise ValueError(f"{where} has shape {data.shape} but its grad has {grad.shape}")
         if grad.dtype != data.dtype or not grad.flags.c_contiguous:
