@@ -201,6 +201,8 @@ def save(obj, path) -> None:
     path : str, os.PathLike or binary file
         Written exactly there: no ``.npz`` suffix is added.
 
+    Notes
+    -----
     ``np.load(path, allow_pickle=False)`` reads the result: each array is an entry named by its
     key path (``"0.weight"`` for a state dict, ``"state/0/exp_avg"`` deeper down), and the
     ``"__myelin__"`` entry holds the structure as JSON in a uint8 array. Raises TypeError naming

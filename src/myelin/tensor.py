@@ -122,6 +122,8 @@ class Tensor:
     requires_grad : bool
         Record ops on this tensor so that ``backward()`` fills its ``.grad``.
 
+    Notes
+    -----
     Build tensors with :func:`myelin.tensor`, :func:`myelin.from_numpy`, :func:`zeros`,
     :func:`randn`, ... ``np.asarray(t)`` gives the data without a copy.
     """

@@ -111,6 +111,8 @@ def compile(model, optimizer="adam", loss=None, metrics=()):
         one-hot targets; for one output per sample, output > 0 on logits (> 0.5 when the loss is
         not on logits) against 0/1 labels.
 
+    Notes
+    -----
     Sets ``model.optimizer`` (None until built for a lazy model), ``model.loss_fn``,
     ``model.compiled_metrics`` and ``model._compile_config`` (JSON-able: optimizer name and
     learning rate when given by name, loss name, metric names).

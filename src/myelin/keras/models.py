@@ -71,6 +71,8 @@ class Sequential(nn.Sequential):
         Added in order with :meth:`add`.
     name : str, optional
 
+    Notes
+    -----
     When the first layer knows the input (``Dense(..., input_shape=(10,))`` or
     ``input_dim=10``), each ``Dense`` whose input size is unknown is built as it is added,
     walking the list (a ``Dense`` turns the feature count into its ``units``; ``Dropout`` and

@@ -52,6 +52,8 @@ class Linear(Module):
         The slope of "leaky_relu".
     dtype : float32 (default) or float64
 
+    Notes
+    -----
     ``weight`` is ``(out_features, in_features)`` and both it and ``bias`` start as PyTorch's:
     U(-1/sqrt(in_features), 1/sqrt(in_features)). Input ``(..., in_features)``, output
     ``(..., out_features)``.
