@@ -29,6 +29,8 @@ autodoc_default_options = {"show-inheritance": True}
 
 # headings of the Markdown pages become link targets
 myst_heading_anchors = 3
+# $...$ and $$...$$ as math (the article page)
+myst_enable_extensions = ["dollarmath"]
 
 html_theme = "alabaster"
 html_title = f"myelin {release}"
