@@ -1,6 +1,7 @@
 """The documentation: the API reference builds without warnings, and the snippets of the page
 "From the article to myelin" run as written (in order, in one namespace, in a scratch dir)."""
 
+import importlib.metadata
 import re
 import subprocess
 import sys
@@ -52,3 +53,12 @@ def test_sphinx_build_has_no_warnings(tmp_path):
     assert proc.returncode == 0, f"sphinx-build failed:\n{proc.stdout}\n{proc.stderr}"
     assert (tmp_path / "html" / "article.html").exists()
     assert (tmp_path / "html" / "api" / "nn.html").exists()
+
+
+def test_version_from_one_place():
+    import myelin
+
+    # the build reads the version from src/myelin/__init__.py; the changelog has an entry for it
+    assert importlib.metadata.version("myelin") == myelin.__version__
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert f"## [{myelin.__version__}]" in changelog
