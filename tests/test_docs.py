@@ -1,7 +1,9 @@
 """The documentation: the API reference builds without warnings, and the snippets of the page
 "From the article to myelin" run as written (in order, in one namespace, in a scratch dir)."""
 
+import importlib
 import importlib.metadata
+import inspect
 import re
 import subprocess
 import sys
@@ -62,3 +64,62 @@ def test_version_from_one_place():
     assert importlib.metadata.version("myelin") == myelin.__version__
     changelog = (ROOT / "CHANGELOG.md").read_text()
     assert f"## [{myelin.__version__}]" in changelog
+
+
+PUBLIC_MODULES = [
+    "myelin",
+    "myelin.nn",
+    "myelin.nn.functional",
+    "myelin.nn.init",
+    "myelin.nn.utils",
+    "myelin.optim",
+    "myelin.optim.lr_scheduler",
+    "myelin.data",
+    "myelin.callbacks",
+    "myelin.training",
+    "myelin.serialization",
+    "myelin.keras",
+    "myelin.keras.layers",
+    "myelin.keras.models",
+    "myelin.keras.optimizers",
+    "myelin.keras.utils",
+    "myelin.ops",
+]
+
+
+def _undocumented(obj) -> list[str]:
+    """Public methods and properties of class ``obj`` without a docstring (own or inherited)."""
+    missing = []
+    for name, attr in vars(obj).items():
+        if name.startswith("_"):
+            continue
+        if isinstance(attr, (staticmethod, classmethod)):
+            attr = attr.__func__
+        if isinstance(attr, property):
+            documented = inspect.getdoc(attr) or any(
+                inspect.getdoc(vars(base).get(name)) for base in obj.__mro__[1:]
+            )
+        elif inspect.isfunction(attr):
+            documented = inspect.getdoc(getattr(obj, name))
+        else:
+            continue
+        if not documented:
+            missing.append(f"{obj.__qualname__}.{name}")
+    return missing
+
+
+def test_every_public_name_has_a_docstring():
+    missing = []
+    for module_name in PUBLIC_MODULES:
+        module = importlib.import_module(module_name)
+        if not inspect.getdoc(module):
+            missing.append(module_name)
+        for name in module.__all__ if hasattr(module, "__all__") else dir(module):
+            obj = getattr(module, name)
+            if name.startswith("_") or inspect.ismodule(obj):
+                continue
+            if inspect.isclass(obj):
+                missing += [f"{module_name}.{m}" for m in _undocumented(obj)]
+            if (inspect.isclass(obj) or callable(obj)) and not inspect.getdoc(obj):
+                missing.append(f"{module_name}.{name}")
+    assert not missing, f"public names without a docstring: {sorted(set(missing))}"

@@ -40,12 +40,15 @@ class Generator:
         return self
 
     def initial_seed(self) -> int | None:
+        """The seed this generator was last seeded with (None if never)."""
         return self._seed
 
     def get_state(self) -> Mapping[str, Any]:
+        """The NumPy bit generator's state (a dict), for :meth:`set_state`."""
         return self.rng.bit_generator.state
 
     def set_state(self, state: dict) -> None:
+        """Restore a state returned by :meth:`get_state`."""
         self.rng.bit_generator.state = state
 
 

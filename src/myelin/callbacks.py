@@ -53,9 +53,11 @@ class Callback:
         self.params: dict = {}
 
     def set_model(self, model) -> None:
+        """Attach the model being trained (``fit`` calls this)."""
         self.model = model
 
     def set_params(self, params: dict) -> None:
+        """Record the training parameters (``epochs``, ``steps``, ``verbose``)."""
         self.params = params
 
     def on_train_begin(self, logs=None) -> None:

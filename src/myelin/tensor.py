@@ -170,18 +170,22 @@ class Tensor:
 
     @property
     def shape(self) -> tuple:
+        """The shape, a tuple of ints (as ``torch.Size`` is)."""
         return self._data.shape
 
     @property
     def dtype(self) -> np.dtype:
+        """The NumPy dtype of the data (``myelin.float32`` by default)."""
         return self._data.dtype
 
     @property
     def ndim(self) -> int:
+        """The number of dimensions."""
         return self._data.ndim
 
     @property
     def is_leaf(self) -> bool:
+        """True for a tensor that no recorded op produced (parameters, inputs)."""
         return self._ctx is None
 
     @property
@@ -190,14 +194,17 @@ class Tensor:
         return self.permute(*reversed(range(self.ndim)))
 
     def dim(self) -> int:
+        """The number of dimensions (``ndim``)."""
         return self._data.ndim
 
     def size(self, dim=None):
+        """The shape, or its entry at ``dim``."""
         if dim is None:
             return self._data.shape
         return self._data.shape[_check_axis(dim, self.ndim)]
 
     def numel(self) -> int:
+        """The number of elements."""
         return self._data.size
 
     def __len__(self) -> int:
@@ -244,9 +251,11 @@ class Tensor:
         return self._data.reshape(()).item()
 
     def tolist(self):
+        """The data as nested Python lists of numbers."""
         return self._data.tolist()
 
     def is_floating_point(self) -> bool:
+        """True for float32 and float64 tensors."""
         return self._data.dtype.kind == "f"
 
     def __repr__(self) -> str:
@@ -283,6 +292,7 @@ class Tensor:
     # ------------------------------------------------------------ autograd
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        """Set ``requires_grad`` in place (floating-point tensors only); returns ``self``."""
         if requires_grad and self._data.dtype.kind != "f":
             raise RuntimeError(
                 f"only floating-point tensors can require gradients, got dtype {self._data.dtype}"
@@ -332,19 +342,23 @@ class Tensor:
         return Tensor(self._data)
 
     def detach_(self) -> Tensor:
+        """Detach in place: drop the recorded history and stop requiring a gradient."""
         self._ctx = None
         self.requires_grad = False
         return self
 
     def zero_(self) -> Tensor:
+        """Fill the data with zeros in place; returns ``self``."""
         self._data[...] = 0
         return self
 
     def fill_(self, value) -> Tensor:
+        """Fill the data with ``value`` in place; returns ``self``."""
         self._data[...] = value
         return self
 
     def copy_(self, src) -> Tensor:
+        """Copy ``src`` (broadcast to this shape, cast to this dtype) into the data in place."""
         self._data[...] = _to_array(src)
         return self
 
@@ -362,18 +376,23 @@ class Tensor:
         return _make(data, (self,), lambda g: (g.astype(src),))
 
     def float(self) -> Tensor:
+        """This tensor as float32 (a copy unless it already is; differentiable)."""
         return self.to(float32)
 
     def double(self) -> Tensor:
+        """This tensor as float64 (a copy unless it already is; differentiable)."""
         return self.to(float64)
 
     def long(self) -> Tensor:
+        """An int64 copy (``torch.Tensor.long``), e.g. class labels; detached."""
         return self.to(int64)
 
     def int(self) -> Tensor:
+        """An int32 copy (``torch.Tensor.int``); detached."""
         return self.to(int32)
 
     def bool(self) -> Tensor:
+        """A bool copy (``torch.Tensor.bool``); detached."""
         return self.to(bool_)
 
     # ------------------------------------------------------------ arithmetic
@@ -524,29 +543,35 @@ class Tensor:
         return self._compare(other, np.logical_or)
 
     def eq(self, other):
+        """Element-wise ``==`` (a bool tensor), as ``self == other``."""
         return self.__eq__(other)
 
     def equal(self, other) -> builtins.bool:
+        """True when ``other`` has the same shape and the same elements."""
         o = other._data if isinstance(other, Tensor) else np.asarray(other)
         return self._data.shape == o.shape and bool(np.array_equal(self._data, o))
 
     # ------------------------------------------------------------ elementwise functions
 
     def exp(self) -> Tensor:
+        """Element-wise ``e**x``, same shape and dtype."""
         out = np.exp(self._data)
         return _make(out, (self,), lambda g: (g * out,))
 
     def log(self) -> Tensor:
+        """Element-wise natural logarithm, same shape and dtype (``-inf`` at 0, nan below)."""
         x = self._data
         with np.errstate(divide="ignore", invalid="ignore"):
             out = np.log(x)
         return _make(out, (self,), lambda g: (g / x,))
 
     def sqrt(self) -> Tensor:
+        """Element-wise square root, same shape and dtype."""
         out = np.sqrt(self._data)
         return _make(out, (self,), lambda g: (g / (2 * out),))
 
     def abs(self) -> Tensor:
+        """Element-wise ``|x|`` (``torch.abs``); the gradient is ``sign(x)``."""
         x = self._data
         return _make(np.abs(x), (self,), lambda g: (g * np.sign(x),))
 
@@ -568,26 +593,31 @@ class Tensor:
     clip = clamp
 
     def relu(self) -> Tensor:
+        """Element-wise ``max(x, 0)``, same shape and dtype."""
         from myelin.nn import functional as F
 
         return F.relu(self)
 
     def sigmoid(self) -> Tensor:
+        """Element-wise ``1 / (1 + exp(-x))``, same shape and dtype."""
         from myelin.nn import functional as F
 
         return F.sigmoid(self)
 
     def tanh(self) -> Tensor:
+        """Element-wise hyperbolic tangent, same shape and dtype."""
         from myelin.nn import functional as F
 
         return F.tanh(self)
 
     def softmax(self, dim: builtins.int = -1) -> Tensor:
+        """``exp(x) / sum(exp(x))`` over ``dim``; same shape and dtype."""
         from myelin.nn import functional as F
 
         return F.softmax(self, dim)
 
     def log_softmax(self, dim: builtins.int = -1) -> Tensor:
+        """``log(softmax(x))`` over ``dim``, computed stably; same shape and dtype."""
         from myelin.nn import functional as F
 
         return F.log_softmax(self, dim)
@@ -668,6 +698,7 @@ class Tensor:
         return Tensor(np.argmax(self._data, axis=d, keepdims=keepdim).astype(np.int64))
 
     def argmin(self, dim=None, keepdim: builtins.bool = False) -> Tensor:
+        """Indices of the minima over ``dim`` (over the flattened tensor if None), int64."""
         if dim is None:
             return Tensor(np.asarray(np.argmin(self._data), dtype=np.int64))
         d = _check_axis(dim, self.ndim)
@@ -680,6 +711,7 @@ class Tensor:
     # ------------------------------------------------------------ shape
 
     def reshape(self, *shape) -> Tensor:
+        """The same elements in ``shape`` (one entry may be -1); a view where NumPy can."""
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         src = self._data.shape
@@ -692,6 +724,7 @@ class Tensor:
     view = reshape
 
     def flatten(self, start_dim: builtins.int = 0, end_dim: builtins.int = -1) -> Tensor:
+        """Merge the dimensions ``start_dim..end_dim`` into one (a view where NumPy can)."""
         shape = self._data.shape
         if not shape:
             return self.reshape(1)
@@ -703,6 +736,7 @@ class Tensor:
         return self.reshape(shape[:s] + (merged,) + shape[e + 1 :])
 
     def permute(self, *dims) -> Tensor:
+        """The dimensions reordered as ``dims`` (a view of the data)."""
         if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
             dims = tuple(dims[0])
         dims = tuple(_check_axis(d, self.ndim) for d in dims)
@@ -710,23 +744,27 @@ class Tensor:
         return _make(self._data.transpose(dims), (self,), lambda g: (g.transpose(inv),))
 
     def transpose(self, dim0: builtins.int, dim1: builtins.int) -> Tensor:
+        """Swap dimensions ``dim0`` and ``dim1`` (a view of the data)."""
         order = list(range(self.ndim))
         a, b = _check_axis(dim0, self.ndim), _check_axis(dim1, self.ndim)
         order[a], order[b] = order[b], order[a]
         return self.permute(order)
 
     def t(self) -> Tensor:
+        """The transpose of a tensor of at most 2 dimensions."""
         if self.ndim > 2:
             raise ValueError(f"t() expects a tensor of at most 2 dimensions, got {self.ndim}")
         return self.T
 
     def unsqueeze(self, dim: builtins.int) -> Tensor:
+        """Insert a dimension of size 1 at ``dim``."""
         d = dim if dim >= 0 else dim + self.ndim + 1
         if not 0 <= d <= self.ndim:
             raise IndexError(f"dim {dim} is out of range for unsqueeze of {self.ndim} dims")
         return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
 
     def squeeze(self, dim=None) -> Tensor:
+        """Drop ``dim`` if it has size 1 (every size-1 dimension if None)."""
         if dim is None:
             return self.reshape(tuple(n for n in self.shape if n != 1))
         d = _check_axis(dim, self.ndim)
@@ -872,22 +910,27 @@ def from_numpy(array: np.ndarray) -> Tensor:
 
 
 def zeros(*size, dtype=None, requires_grad: bool = False) -> Tensor:
+    """A tensor of zeros of shape ``size`` (float32 unless ``dtype`` says otherwise)."""
     return Tensor(np.zeros(_shape(size), _float_dtype(dtype)), requires_grad=requires_grad)
 
 
 def ones(*size, dtype=None, requires_grad: bool = False) -> Tensor:
+    """A tensor of ones of shape ``size`` (float32 unless ``dtype`` says otherwise)."""
     return Tensor(np.ones(_shape(size), _float_dtype(dtype)), requires_grad=requires_grad)
 
 
 def zeros_like(t, dtype=None) -> Tensor:
+    """Zeros of the shape (and dtype, unless given) of ``t``."""
     return Tensor(np.zeros_like(_to_array(t), dtype=dtype))
 
 
 def ones_like(t, dtype=None) -> Tensor:
+    """Ones of the shape (and dtype, unless given) of ``t``."""
     return Tensor(np.ones_like(_to_array(t), dtype=dtype))
 
 
 def full(size, fill_value, dtype=None) -> Tensor:
+    """A tensor of shape ``size`` filled with ``fill_value`` (float32 by default)."""
     return Tensor(np.full(_shape((size,)), fill_value, _float_dtype(dtype)))
 
 
@@ -918,6 +961,7 @@ def randint(low, high=None, size=(), dtype=None, generator=None) -> Tensor:
 
 
 def randperm(n: int, generator=None) -> Tensor:
+    """A random permutation of ``0..n-1`` (int64), from ``generator`` or the default."""
     return Tensor(_random.get_rng(generator).permutation(operator.index(n)).astype(np.int64))
 
 
@@ -949,6 +993,7 @@ def stack(tensors, dim: int = 0) -> Tensor:
 
 
 def where(condition, x, y) -> Tensor:
+    """``x`` where ``condition`` holds, else ``y`` (broadcast; differentiable in x, y)."""
     cond = _to_array(condition).astype(bool)
     x, y = as_tensor(x), as_tensor(y)
     out = np.where(cond, x._data, y._data)

@@ -276,6 +276,7 @@ class Dense(Module):
         return f"Dense({self.units})"
 
     def get_config(self) -> dict:
+        """The constructor arguments, as ``save_model`` stores them."""
         config = {
             "units": self.units,
             "activation": self.activation,
@@ -314,9 +315,11 @@ class Dropout(_TorchDropout):
 
     @property
     def rate(self) -> float:
+        """The drop probability (Keras' name for ``p``)."""
         return self.p
 
     def get_config(self) -> dict:
+        """The constructor arguments, as ``save_model`` stores them."""
         return {"rate": self.p}
 
     def extra_repr(self) -> str:
@@ -351,6 +354,7 @@ class Activation(Module):
         return {"relu": F.relu, "sigmoid": F.sigmoid, "tanh": F.tanh}[a](x)
 
     def get_config(self) -> dict:
+        """The constructor arguments, as ``save_model`` stores them."""
         return {"activation": self.activation}
 
     def extra_repr(self) -> str:

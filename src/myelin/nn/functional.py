@@ -266,6 +266,7 @@ def sigmoid(input) -> Tensor:
 
 
 def tanh(input) -> Tensor:
+    """Element-wise hyperbolic tangent (``torch.tanh``); same shape and dtype."""
     return _activation(input, ops.tanh, ops.tanh_backward, "tanh")
 
 

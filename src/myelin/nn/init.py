@@ -75,14 +75,17 @@ def normal_(tensor, mean: float = 0.0, std: float = 1.0, generator=None) -> Tens
 
 
 def constant_(tensor, val: float) -> Tensor:
+    """Fill with ``val`` in place."""
     return _fill(tensor, val)
 
 
 def zeros_(tensor) -> Tensor:
+    """Fill with zeros in place."""
     return _fill(tensor, 0.0)
 
 
 def ones_(tensor) -> Tensor:
+    """Fill with ones in place."""
     return _fill(tensor, 1.0)
 
 

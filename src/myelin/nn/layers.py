@@ -110,6 +110,7 @@ class Linear(Module):
         return f"Linear({self.in_features}, {self.out_features})"
 
     def get_config(self) -> dict:
+        """The constructor arguments, as ``save_model`` stores them."""
         return {
             "in_features": self.in_features,
             "out_features": self.out_features,
@@ -135,6 +136,7 @@ class _Activation(Module):
     fused_name: str | None = None
 
     def get_config(self) -> dict:
+        """The constructor arguments, as ``save_model`` stores them."""
         return {}
 
 
@@ -162,6 +164,7 @@ class LeakyReLU(_Activation):
         return F.leaky_relu(x, self.negative_slope)
 
     def get_config(self) -> dict:
+        """The constructor arguments, as ``save_model`` stores them."""
         return {"negative_slope": self.negative_slope}
 
     def extra_repr(self) -> str:
@@ -197,6 +200,7 @@ class Softmax(_Activation):
         return F.softmax(x, self.dim)
 
     def get_config(self) -> dict:
+        """The constructor arguments, as ``save_model`` stores them."""
         return {"dim": self.dim}
 
     def extra_repr(self) -> str:
@@ -224,6 +228,7 @@ class Dropout(Module):
         return F.dropout(x, self.p, self.training)
 
     def get_config(self) -> dict:
+        """The constructor arguments, as ``save_model`` stores them."""
         return {"p": self.p}
 
     def extra_repr(self) -> str:
@@ -242,6 +247,7 @@ class Flatten(Module):
         return x.flatten(self.start_dim, self.end_dim)
 
     def get_config(self) -> dict:
+        """The constructor arguments, as ``save_model`` stores them."""
         return {"start_dim": self.start_dim, "end_dim": self.end_dim}
 
 
@@ -255,6 +261,7 @@ class Identity(Module):
         return x if isinstance(x, Tensor) else F._float_input(x, "input")
 
     def get_config(self) -> dict:
+        """The constructor arguments, as ``save_model`` stores them."""
         return {}
 
 
@@ -284,6 +291,7 @@ class Sequential(Module):
         self.add_module(name, m)
 
     def append(self, module: Module) -> Sequential:
+        """Add ``module`` at the end; returns ``self``."""
         self._add(str(len(self._modules)), module)
         return self
 

@@ -21,6 +21,7 @@ class _Loss(Module):
         self.reduction = reduction
 
     def get_config(self) -> dict:
+        """The constructor arguments, as ``save_model`` stores them."""
         return {"reduction": self.reduction}
 
     def extra_repr(self) -> str:
@@ -66,6 +67,7 @@ class CrossEntropyLoss(_Loss):
         )
 
     def get_config(self) -> dict:
+        """The constructor arguments, as ``save_model`` stores them."""
         return {
             "ignore_index": self.ignore_index,
             "reduction": self.reduction,

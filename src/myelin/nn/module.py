@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 from collections import OrderedDict, namedtuple
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -88,18 +90,25 @@ class Module:
             object.__delattr__(self, name)
 
     def register_parameter(self, name: str, param: Parameter | None) -> None:
+        """Add ``param`` under ``name`` (as ``self.name = param`` does); None registers a slot."""
         if param is not None and not isinstance(param, Parameter):
             raise TypeError(f"param must be a Parameter or None, got {type(param).__name__}")
         self._parameters[name] = param
 
     def add_module(self, name: str, module: Module | None) -> None:
+        """Add the child ``module`` under ``name`` (as ``self.name = module`` does)."""
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"module must be a Module or None, got {type(module).__name__}")
         self._modules[name] = module
 
     # ------------------------------------------------------------ calling
 
-    def forward(self, *args, **kwargs):
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """The computation of the module, run by ``module(*args)``; subclasses define it.
+
+        Layers take and return float32 or float64 Tensors (ndarrays and nested lists are
+        converted); the shapes are given in each layer's class docstring.
+        """
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args, **kwargs):
@@ -107,7 +116,7 @@ class Module:
 
     # ------------------------------------------------------------ traversal
 
-    def named_modules(self, memo=None, prefix: str = ""):
+    def named_modules(self, memo=None, prefix: str = "") -> Iterator[tuple[str, Module]]:
         """Yield ``(name, module)`` for this module and every descendant, each once."""
         if memo is None:
             memo = set()
@@ -119,20 +128,25 @@ class Module:
             if m is not None:
                 yield from m.named_modules(memo, f"{prefix}.{name}" if prefix else name)
 
-    def modules(self):
+    def modules(self) -> Iterator[Module]:
+        """Yield this module and every descendant, each once."""
         for _, m in self.named_modules():
             yield m
 
-    def named_children(self):
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        """Yield ``(name, module)`` for the direct children."""
         for name, m in self._modules.items():
             if m is not None:
                 yield name, m
 
-    def children(self):
+    def children(self) -> Iterator[Module]:
+        """Yield the direct children."""
         for _, m in self.named_children():
             yield m
 
-    def named_parameters(self, prefix: str = "", recurse: bool = True):
+    def named_parameters(
+        self, prefix: str = "", recurse: bool = True
+    ) -> Iterator[tuple[str, Parameter]]:
         """Yield ``(name, parameter)`` with PyTorch's dotted names (``"net.0.weight"``)."""
         seen = set()
         mods = self.named_modules(prefix=prefix) if recurse else [(prefix, self)]
@@ -143,11 +157,13 @@ class Module:
                 seen.add(id(p))
                 yield (f"{mname}.{pname}" if mname else pname), p
 
-    def parameters(self, recurse: bool = True):
+    def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
+        """Yield every parameter once, in registration order (what optimizers take)."""
         for _, p in self.named_parameters(recurse=recurse):
             yield p
 
-    def apply(self, fn) -> Module:
+    def apply(self, fn: Callable[[Module], Any]) -> Module:
+        """Call ``fn`` on every child, recursively, then on ``self``; returns ``self``."""
         for m in self.children():
             m.apply(fn)
         fn(self)
@@ -166,6 +182,7 @@ class Module:
         return self.train(False)
 
     def requires_grad_(self, requires_grad: bool = True) -> Module:
+        """Set ``requires_grad`` on every parameter (False freezes them); returns ``self``."""
         for p in self.parameters():
             p.requires_grad_(requires_grad)
         return self
@@ -249,6 +266,7 @@ class Module:
     # ------------------------------------------------------------ repr
 
     def extra_repr(self) -> str:
+        """The settings shown inside the module's ``repr`` (``in_features=3, ...``)."""
         return ""
 
     def __repr__(self) -> str:

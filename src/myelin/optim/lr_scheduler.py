@@ -318,6 +318,7 @@ class ReduceLROnPlateau(LRScheduler):
 
     @property
     def in_cooldown(self) -> bool:
+        """True while the cooldown after a reduction lasts."""
         return self.cooldown_counter > 0
 
     def is_better(self, a: float, best: float) -> bool:
