@@ -4,10 +4,14 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from myelin import nn, serialization
 from myelin.keras.layers import Activation, Dense
 from myelin.nn import Module
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 __all__ = ["Sequential", "load_model", "save_model"]
 
@@ -82,7 +86,7 @@ class Sequential(nn.Sequential):
     ``state_dict()`` (keys ``"0.weight"``, ``"0.bias"``, ...) work as for any Module.
     """
 
-    def __init__(self, layers=None, name: str | None = None) -> None:
+    def __init__(self, layers: Iterable[Module] | None = None, name: str | None = None) -> None:
         super().__init__()
         self.name = name
         if layers is None:

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 from collections import OrderedDict, namedtuple
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from myelin.tensor import Tensor, _to_array, clear_grad
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from myelin._typing import FileLike, TensorLike
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -19,7 +24,7 @@ class Parameter(Tensor):
 
     __slots__ = ()
 
-    def __init__(self, data, requires_grad: bool = True) -> None:
+    def __init__(self, data: TensorLike, requires_grad: bool = True) -> None:
         arr = _to_array(data)
         if arr.dtype.kind != "f":
             raise TypeError(f"a Parameter holds floating-point numbers, got dtype {arr.dtype}")
@@ -111,12 +116,14 @@ class Module:
         """
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any):
         return self.forward(*args, **kwargs)
 
     # ------------------------------------------------------------ traversal
 
-    def named_modules(self, memo=None, prefix: str = "") -> Iterator[tuple[str, Module]]:
+    def named_modules(
+        self, memo: set[int] | None = None, prefix: str = ""
+    ) -> Iterator[tuple[str, Module]]:
         """Yield ``(name, module)`` for this module and every descendant, each once."""
         if memo is None:
             memo = set()
@@ -198,7 +205,9 @@ class Module:
         """Every parameter by its dotted name, as ndarray copies (PyTorch's keys and layouts)."""
         return OrderedDict((k, p._data.copy()) for k, p in self.named_parameters())
 
-    def load_state_dict(self, state_dict, strict: bool = True) -> IncompatibleKeys:
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], strict: bool = True
+    ) -> IncompatibleKeys:
         """Copy values (ndarrays, Tensors, lists, or torch tensors via ``.numpy()``) into the
         parameters in place. With ``strict``, missing or unexpected keys raise KeyError; a shape
         mismatch always raises ValueError. Returns ``(missing_keys, unexpected_keys)``."""
@@ -232,31 +241,31 @@ class Module:
 
     # ------------------------------------------------------------ Keras-style training
 
-    def compile(self, optimizer="adam", loss=None, metrics=()):
+    def compile(self, optimizer: Any = "adam", loss: Any = None, metrics: Sequence[str] = ()):
         """Configure ``fit``: see :func:`myelin.training.compile`."""
         from myelin import training
 
         return training.compile(self, optimizer, loss, metrics)
 
-    def fit(self, x=None, y=None, **kwargs):
+    def fit(self, x: Any = None, y: Any = None, **kwargs: Any):
         """Train; see :func:`myelin.training.fit`. Returns a ``History``."""
         from myelin import training
 
         return training.fit(self, x, y, **kwargs)
 
-    def evaluate(self, x=None, y=None, **kwargs):
+    def evaluate(self, x: Any = None, y: Any = None, **kwargs: Any):
         """Loss and metrics on ``(x, y)``; see :func:`myelin.training.evaluate`."""
         from myelin import training
 
         return training.evaluate(self, x, y, **kwargs)
 
-    def predict(self, x, batch_size: int = 32, **kwargs) -> np.ndarray:
+    def predict(self, x: Any, batch_size: int = 32, **kwargs: Any) -> np.ndarray:
         """Outputs for ``x`` in eval mode without a graph; see :func:`myelin.training.predict`."""
         from myelin import training
 
         return training.predict(self, x, batch_size=batch_size, **kwargs)
 
-    def save(self, path) -> None:
+    def save(self, path: FileLike) -> None:
         """Save architecture (JSON) and weights in one ``.npz``; see
         :func:`myelin.serialization.save_model`. Reload with :func:`myelin.load_model`."""
         from myelin import serialization
