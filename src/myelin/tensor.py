@@ -13,11 +13,20 @@ import builtins
 import numbers
 import operator
 from collections import namedtuple
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from myelin import _autograd, _random, ops
 from myelin._autograd import is_grad_enabled, unbroadcast
+
+if TYPE_CHECKING:
+    from typing import Any
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from myelin._typing import DTypeLike, GeneratorLike, TensorLike
 
 float32 = np.dtype(np.float32)
 float64 = np.dtype(np.float64)
@@ -58,7 +67,7 @@ def _to_array(data, dtype=None) -> np.ndarray:
     return arr
 
 
-def as_tensor(x, dtype=None) -> Tensor:
+def as_tensor(x: TensorLike, dtype: DTypeLike | None = None) -> Tensor:
     """``x`` (Tensor, ndarray, nested list or number) as a Tensor, sharing memory when it can."""
     if isinstance(x, Tensor):
         if dtype is None or x._data.dtype == np.dtype(dtype):
@@ -132,7 +141,7 @@ class Tensor:
     # when nothing else holds it (see clear_grad and nn.functional.linear_chain)
     __slots__ = ("_data", "_grad", "requires_grad", "_ctx", "_retain", "_spare", "__weakref__")
 
-    def __init__(self, data, requires_grad: bool = False) -> None:
+    def __init__(self, data: TensorLike, requires_grad: bool = False) -> None:
         self._data = data if isinstance(data, np.ndarray) else _to_array(data)
         self._grad: np.ndarray | None = None
         self._ctx: tuple | None = None
@@ -150,7 +159,7 @@ class Tensor:
         return self._data
 
     @data.setter
-    def data(self, value) -> None:
+    def data(self, value: TensorLike) -> None:
         self._data = _to_array(value)
 
     @property
@@ -159,7 +168,7 @@ class Tensor:
         return None if self._grad is None else Tensor(self._grad)
 
     @grad.setter
-    def grad(self, value) -> None:
+    def grad(self, value: TensorLike | None) -> None:
         if value is None:
             self._grad = None
             return
@@ -197,7 +206,7 @@ class Tensor:
         """The number of dimensions (``ndim``)."""
         return self._data.ndim
 
-    def size(self, dim=None):
+    def size(self, dim: builtins.int | None = None):
         """The shape, or its entry at ``dim``."""
         if dim is None:
             return self._data.shape
@@ -306,7 +315,9 @@ class Tensor:
         """Keep ``.grad`` for this non-leaf tensor during ``backward()``."""
         self._retain = True
 
-    def backward(self, gradient=None, retain_graph: bool | None = None) -> None:
+    def backward(
+        self, gradient: TensorLike | None = None, retain_graph: bool | None = None
+    ) -> None:
         """Compute the gradient of this tensor with respect to every leaf that requires grad,
         adding it to their ``.grad`` (``torch.Tensor.backward``).
 
@@ -352,19 +363,19 @@ class Tensor:
         self._data[...] = 0
         return self
 
-    def fill_(self, value) -> Tensor:
+    def fill_(self, value: builtins.float) -> Tensor:
         """Fill the data with ``value`` in place; returns ``self``."""
         self._data[...] = value
         return self
 
-    def copy_(self, src) -> Tensor:
+    def copy_(self, src: TensorLike) -> Tensor:
         """Copy ``src`` (broadcast to this shape, cast to this dtype) into the data in place."""
         self._data[...] = _to_array(src)
         return self
 
     # ------------------------------------------------------------ dtype
 
-    def to(self, dtype) -> Tensor:
+    def to(self, dtype: DTypeLike) -> Tensor:
         """A tensor of ``dtype`` (differentiable between float dtypes)."""
         dtype = np.dtype(dtype)
         if dtype == self._data.dtype:
@@ -542,11 +553,11 @@ class Tensor:
     def __or__(self, other):
         return self._compare(other, np.logical_or)
 
-    def eq(self, other):
+    def eq(self, other: TensorLike):
         """Element-wise ``==`` (a bool tensor), as ``self == other``."""
         return self.__eq__(other)
 
-    def equal(self, other) -> builtins.bool:
+    def equal(self, other: TensorLike) -> builtins.bool:
         """True when ``other`` has the same shape and the same elements."""
         o = other._data if isinstance(other, Tensor) else np.asarray(other)
         return self._data.shape == o.shape and bool(np.array_equal(self._data, o))
@@ -575,7 +586,7 @@ class Tensor:
         x = self._data
         return _make(np.abs(x), (self,), lambda g: (g * np.sign(x),))
 
-    def clamp(self, min=None, max=None) -> Tensor:
+    def clamp(self, min: builtins.float | None = None, max: builtins.float | None = None) -> Tensor:
         """Values limited to [min, max]; the gradient flows where the value was not clipped."""
         x = self._data
         out = np.clip(x, min, max)
@@ -624,7 +635,11 @@ class Tensor:
 
     # ------------------------------------------------------------ reductions
 
-    def sum(self, dim=None, keepdim: builtins.bool = False) -> Tensor:
+    def sum(
+        self,
+        dim: builtins.int | tuple[builtins.int, ...] | None = None,
+        keepdim: builtins.bool = False,
+    ) -> Tensor:
         """Sum over ``dim`` (all elements when None)."""
         x = self._data
         dim = _check_axis(dim, x.ndim)
@@ -636,7 +651,11 @@ class Tensor:
             lambda g: (np.broadcast_to(_expand_reduced(g, shape, dim, keepdim), shape),),
         )
 
-    def mean(self, dim=None, keepdim: builtins.bool = False) -> Tensor:
+    def mean(
+        self,
+        dim: builtins.int | tuple[builtins.int, ...] | None = None,
+        keepdim: builtins.bool = False,
+    ) -> Tensor:
         """Mean over ``dim`` (all elements when None)."""
         x = self._data
         if x.dtype.kind != "f":
@@ -682,22 +701,22 @@ class Tensor:
             vals = np.squeeze(vals, d)
         return MaxResult(_make(vals, (self,), backward), Tensor(indices.astype(np.int64)))
 
-    def max(self, dim=None, keepdim: builtins.bool = False):
+    def max(self, dim: builtins.int | None = None, keepdim: builtins.bool = False):
         """The largest element, or ``(values, indices)`` along ``dim`` (as ``torch.max``)."""
         return self._extreme(dim, keepdim, np.argmax)
 
-    def min(self, dim=None, keepdim: builtins.bool = False):
+    def min(self, dim: builtins.int | None = None, keepdim: builtins.bool = False):
         """The smallest element, or ``(values, indices)`` along ``dim`` (as ``torch.min``)."""
         return self._extreme(dim, keepdim, np.argmin)
 
-    def argmax(self, dim=None, keepdim: builtins.bool = False) -> Tensor:
+    def argmax(self, dim: builtins.int | None = None, keepdim: builtins.bool = False) -> Tensor:
         """Index of the largest element (of the flattened tensor when ``dim`` is None)."""
         if dim is None:
             return Tensor(np.asarray(np.argmax(self._data), dtype=np.int64))
         d = _check_axis(dim, self.ndim)
         return Tensor(np.argmax(self._data, axis=d, keepdims=keepdim).astype(np.int64))
 
-    def argmin(self, dim=None, keepdim: builtins.bool = False) -> Tensor:
+    def argmin(self, dim: builtins.int | None = None, keepdim: builtins.bool = False) -> Tensor:
         """Indices of the minima over ``dim`` (over the flattened tensor if None), int64."""
         if dim is None:
             return Tensor(np.asarray(np.argmin(self._data), dtype=np.int64))
@@ -710,7 +729,7 @@ class Tensor:
 
     # ------------------------------------------------------------ shape
 
-    def reshape(self, *shape) -> Tensor:
+    def reshape(self, *shape: builtins.int | Sequence[builtins.int]) -> Tensor:
         """The same elements in ``shape`` (one entry may be -1); a view where NumPy can."""
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
@@ -735,7 +754,7 @@ class Tensor:
             merged *= n
         return self.reshape(shape[:s] + (merged,) + shape[e + 1 :])
 
-    def permute(self, *dims) -> Tensor:
+    def permute(self, *dims: Any) -> Tensor:
         """The dimensions reordered as ``dims`` (a view of the data)."""
         if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
             dims = tuple(dims[0])
@@ -763,7 +782,7 @@ class Tensor:
             raise IndexError(f"dim {dim} is out of range for unsqueeze of {self.ndim} dims")
         return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
 
-    def squeeze(self, dim=None) -> Tensor:
+    def squeeze(self, dim: builtins.int | None = None) -> Tensor:
         """Drop ``dim`` if it has size 1 (every size-1 dimension if None)."""
         if dim is None:
             return self.reshape(tuple(n for n in self.shape if n != 1))
@@ -841,7 +860,7 @@ _UFUNC_OPS = {
 }
 
 
-def matmul(a, b) -> Tensor:
+def matmul(a: TensorLike, b: TensorLike) -> Tensor:
     """Matrix product with ``np.matmul`` broadcasting, on myelin's GEMM (``torch.matmul``)."""
     a, b = as_tensor(a), as_tensor(b)
     x, y = a._data, b._data
@@ -891,7 +910,7 @@ def _float_dtype(dtype) -> np.dtype:
     return dt
 
 
-def tensor(data, dtype=None, requires_grad: bool = False) -> Tensor:
+def tensor(data: TensorLike, dtype: DTypeLike | None = None, requires_grad: bool = False) -> Tensor:
     """A new tensor holding a copy of ``data`` (``torch.tensor``).
 
     Python floats give float32 and ints int64; an ndarray keeps its dtype unless ``dtype`` is given.
@@ -909,46 +928,66 @@ def from_numpy(array: np.ndarray) -> Tensor:
     return Tensor(_to_array(array))
 
 
-def zeros(*size, dtype=None, requires_grad: bool = False) -> Tensor:
+def zeros(
+    *size: int | Sequence[int], dtype: DTypeLike | None = None, requires_grad: bool = False
+) -> Tensor:
     """A tensor of zeros of shape ``size`` (float32 unless ``dtype`` says otherwise)."""
     return Tensor(np.zeros(_shape(size), _float_dtype(dtype)), requires_grad=requires_grad)
 
 
-def ones(*size, dtype=None, requires_grad: bool = False) -> Tensor:
+def ones(
+    *size: int | Sequence[int], dtype: DTypeLike | None = None, requires_grad: bool = False
+) -> Tensor:
     """A tensor of ones of shape ``size`` (float32 unless ``dtype`` says otherwise)."""
     return Tensor(np.ones(_shape(size), _float_dtype(dtype)), requires_grad=requires_grad)
 
 
-def zeros_like(t, dtype=None) -> Tensor:
+def zeros_like(t: TensorLike, dtype: DTypeLike | None = None) -> Tensor:
     """Zeros of the shape (and dtype, unless given) of ``t``."""
     return Tensor(np.zeros_like(_to_array(t), dtype=dtype))
 
 
-def ones_like(t, dtype=None) -> Tensor:
+def ones_like(t: TensorLike, dtype: DTypeLike | None = None) -> Tensor:
     """Ones of the shape (and dtype, unless given) of ``t``."""
     return Tensor(np.ones_like(_to_array(t), dtype=dtype))
 
 
-def full(size, fill_value, dtype=None) -> Tensor:
+def full(size: int | Sequence[int], fill_value: float, dtype: DTypeLike | None = None) -> Tensor:
     """A tensor of shape ``size`` filled with ``fill_value`` (float32 by default)."""
     return Tensor(np.full(_shape((size,)), fill_value, _float_dtype(dtype)))
 
 
-def randn(*size, dtype=None, generator=None, requires_grad: bool = False) -> Tensor:
+def randn(
+    *size: int | Sequence[int],
+    dtype: DTypeLike | None = None,
+    generator: GeneratorLike = None,
+    requires_grad: bool = False,
+) -> Tensor:
     """Standard normal samples from the (seedable) generator."""
     rng = _random.get_rng(generator)
     data = rng.standard_normal(_shape(size), dtype=_float_dtype(dtype))
     return Tensor(data, requires_grad=requires_grad)
 
 
-def rand(*size, dtype=None, generator=None, requires_grad: bool = False) -> Tensor:
+def rand(
+    *size: int | Sequence[int],
+    dtype: DTypeLike | None = None,
+    generator: GeneratorLike = None,
+    requires_grad: bool = False,
+) -> Tensor:
     """Uniform samples on [0, 1) from the (seedable) generator."""
     rng = _random.get_rng(generator)
     data = rng.random(_shape(size), dtype=_float_dtype(dtype))
     return Tensor(data, requires_grad=requires_grad)
 
 
-def randint(low, high=None, size=(), dtype=None, generator=None) -> Tensor:
+def randint(
+    low: int,
+    high: int | None = None,
+    size: int | Sequence[int] = (),
+    dtype: DTypeLike | None = None,
+    generator: GeneratorLike = None,
+) -> Tensor:
     """Integers uniform on [low, high) (``torch.randint(low, high, size)``)."""
     if high is None:
         low, high = 0, low
@@ -960,12 +999,14 @@ def randint(low, high=None, size=(), dtype=None, generator=None) -> Tensor:
     return Tensor(rng.integers(low, high, size=shape).astype(dt))
 
 
-def randperm(n: int, generator=None) -> Tensor:
+def randperm(n: int, generator: GeneratorLike = None) -> Tensor:
     """A random permutation of ``0..n-1`` (int64), from ``generator`` or the default."""
     return Tensor(_random.get_rng(generator).permutation(operator.index(n)).astype(np.int64))
 
 
-def arange(start, end=None, step=1, dtype=None) -> Tensor:
+def arange(
+    start: float, end: float | None = None, step: float = 1, dtype: DTypeLike | None = None
+) -> Tensor:
     """Evenly spaced values in [start, end) (int64 for integer arguments, else float32)."""
     if end is None:
         start, end = 0, start
@@ -975,7 +1016,7 @@ def arange(start, end=None, step=1, dtype=None) -> Tensor:
     return Tensor(np.arange(start, end, step, dtype=np.dtype(dtype)))
 
 
-def cat(tensors, dim: int = 0) -> Tensor:
+def cat(tensors: Sequence[TensorLike], dim: int = 0) -> Tensor:
     """Concatenate along ``dim`` (differentiable)."""
     ts = [as_tensor(t) for t in tensors]
     if not ts:
@@ -986,13 +1027,13 @@ def cat(tensors, dim: int = 0) -> Tensor:
     return _make(out, tuple(ts), lambda g: tuple(np.split(g, bounds, axis=d)))
 
 
-def stack(tensors, dim: int = 0) -> Tensor:
+def stack(tensors: Sequence[TensorLike], dim: int = 0) -> Tensor:
     """Stack along a new axis ``dim`` (differentiable)."""
     ts = [as_tensor(t).unsqueeze(dim) for t in tensors]
     return cat(ts, dim)
 
 
-def where(condition, x, y) -> Tensor:
+def where(condition: TensorLike, x: TensorLike, y: TensorLike) -> Tensor:
     """``x`` where ``condition`` holds, else ``y`` (broadcast; differentiable in x, y)."""
     cond = _to_array(condition).astype(bool)
     x, y = as_tensor(x), as_tensor(y)

@@ -26,7 +26,7 @@ import sys
 import time
 import warnings
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +34,12 @@ from myelin import _random, nn, ops, optim
 from myelin._autograd import no_grad
 from myelin.callbacks import History, _CallbackList, _check_callbacks
 from myelin.tensor import Tensor
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from myelin.callbacks import Callback
+    from myelin.nn.module import Module
 
 __all__ = ["compile", "evaluate", "fit", "predict"]
 
@@ -85,7 +91,7 @@ class _Compiled:
 # ---------------------------------------------------------------- compile
 
 
-def compile(model, optimizer="adam", loss=None, metrics=()):
+def compile(model: Module, optimizer: Any = "adam", loss: Any = None, metrics: Sequence[str] = ()):
     """Configure ``model`` for :func:`fit` and :func:`evaluate` (``keras.Model.compile``,
     https://keras.io/api/models/model_training_apis/).
 
@@ -716,16 +722,16 @@ def _nan_message(value: float, epoch: int, epochs: int, batch: int, steps) -> st
 
 
 def fit(
-    model,
-    x=None,
-    y=None,
+    model: Module,
+    x: Any = None,
+    y: Any = None,
     epochs: int = 1,
     batch_size: int = 32,
     validation_split: float = 0.0,
-    validation_data=None,
+    validation_data: Any = None,
     shuffle: bool = True,
-    callbacks=(),
-    verbose=1,
+    callbacks: Sequence[Callback] | None = (),
+    verbose: int | str = 1,
     initial_epoch: int = 0,
 ) -> History:
     """Train ``model`` for ``epochs`` passes over the data (``keras.Model.fit``,
@@ -931,13 +937,13 @@ def _train(model, state, train, val, cbs, progress, initial_epoch: int, epochs: 
 
 
 def evaluate(
-    model,
-    x=None,
-    y=None,
+    model: Module,
+    x: Any = None,
+    y: Any = None,
     batch_size: int = 32,
-    verbose=0,
+    verbose: int | str = 0,
     return_dict: bool = False,
-    callbacks=None,
+    callbacks: Sequence[Callback] | None = None,
 ):
     """Loss and metrics of ``model`` on ``(x, y)`` in eval mode without a graph
     (``keras.Model.evaluate``, https://keras.io/api/models/model_training_apis/).
@@ -970,7 +976,7 @@ def evaluate(
     return [logs["loss"], *(logs[m] for m in state.metrics)]
 
 
-def predict(model, x, batch_size: int = 32, verbose=0) -> np.ndarray:
+def predict(model: Module, x: Any, batch_size: int = 32, verbose: int | str = 0) -> np.ndarray:
     """The model's outputs for ``x``, batch by batch, concatenated (``keras.Model.predict``,
     https://keras.io/api/models/model_training_apis/).
 
