@@ -72,6 +72,7 @@ class Case:
     baseline_label: str = "numpy"
     missing: dict = field(default_factory=dict)
     verify: object = None  # () -> {system: relative max abs difference from numpy}
+    cleanup: object = None  # () -> None, run once the case is measured
     alloc_steps: dict = field(default_factory=dict)  # system -> one training step
     accuracy: dict = field(default_factory=dict)  # system -> list of test accuracies (fits)
     unavailable: str | None = None  # the whole row could not run (e.g. scikit-learn missing)
@@ -579,6 +580,55 @@ def train_step(sizes: tuple, batch: int, mode: Mode | None = None) -> Case:
     return case
 
 
+def thread_scaling(mode: Mode | None = None) -> Case:
+    """A 784-64-10 training step at batch 32 on all of myelin's threads against the same step
+    on one thread (issue 5: thread count follows the work, so more threads never make a small
+    step slower). Each call sets the thread count it runs with."""
+    sizes, batch = (784, 64, 10), 32
+    if mode is not None and mode.smoke:
+        sizes, batch = (24, 16, 10), 8
+    rng = _rng()
+    x = myelin.from_numpy(_normal(rng, (batch, sizes[0])))
+    y = myelin.from_numpy(rng.integers(0, sizes[-1], batch))
+    myelin.manual_seed(0)
+    model = _myelin_mlp(sizes)
+    optimizer = myelin.optim.Adam(model.parameters(), lr=1e-3)
+    criterion = nn.CrossEntropyLoss()
+    threads = myelin.get_num_threads()
+
+    def step():
+        optimizer.zero_grad()
+        loss = criterion(model(x), y)
+        loss.backward()
+        optimizer.step()
+
+    def on_all():
+        myelin.set_num_threads(threads)
+        step()
+
+    def on_one():
+        myelin.set_num_threads(1)
+        step()
+
+    def restore():
+        myelin.set_num_threads(threads)
+
+    case = Case(
+        key="threads-784-64-10",
+        label="784-64-10 b32 threads",
+        op=f"train step on {threads} threads vs 1",
+        shape=f"{'-'.join(map(str, sizes))} batch {batch}",
+        dtype="float32",
+        group="train step 784-64-10 b32, threads",
+        fns={"myelin": on_all, "1 thread": on_one},
+        work=float(batch),
+        unit="samples/s",
+        baseline_label="1 thread",
+    )
+    case.cleanup = restore
+    return case
+
+
 # ---------------------------------------------------------------- a whole fit
 
 
@@ -713,6 +763,7 @@ FULL = [
     SMALL_STEP,
     MIDDLE_STEP,
     LARGE_STEP,
+    thread_scaling,
     digits_fit,
 ]
 

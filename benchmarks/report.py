@@ -281,6 +281,7 @@ def plot(path: str, rows: list[dict], title: str) -> str:
                 "torch": "vs PyTorch",
                 "sklearn": "vs sklearn",
                 "copy": "vs copy",
+                "1 thread": "vs 1 thread",
                 "peak": "of peak",
             }[c["against"]]
             bars.append((f"{label} {against}", c["value"], c["minimum"], c["status"]))

@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
+import glob
 import statistics
 import time
 
 
-def _time_block(fn, inner: int) -> float:
+def run_delay() -> float | None:
+    """Seconds this process's threads have spent runnable but waiting for a CPU (the kernel's
+    schedstat run_delay, summed over the threads), or None where the kernel does not say. On a
+    quiet machine it hardly moves during a timed block; when other programs compete for the
+    cores, it grows by a good part of the block."""
+    total = 0
+    try:
+        for path in glob.glob("/proc/self/task/*/schedstat"):
+            with open(path) as f:
+                total += int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return total * 1e-9
+
+
+def _time_block(fn, inner: int, waits: list | None = None) -> float:
+    d0 = run_delay() if waits is not None else None
     t0 = time.perf_counter()
     for _ in range(inner):
         fn()
-    return (time.perf_counter() - t0) / inner
+    elapsed = time.perf_counter() - t0
+    if d0 is not None:
+        d1 = run_delay()
+        if d1 is not None and elapsed > 0:
+            waits.append((d1 - d0) / elapsed)
+    return elapsed / inner
 
 
 def _settle(fn, seconds: float, per_call: float) -> None:
@@ -26,7 +48,12 @@ def _settle(fn, seconds: float, per_call: float) -> None:
 
 
 def compare(
-    fns: dict, rounds: int, settle: float, block: float = 0.02, warmup: bool = True
+    fns: dict,
+    rounds: int,
+    settle: float,
+    block: float = 0.02,
+    warmup: bool = True,
+    waits: dict | None = None,
 ) -> dict:
     """Seconds per call of each function in ``fns`` (name -> callable) in each of ``rounds``
     rounds (name -> list of ``rounds`` samples); each round times every function once, in turn.
@@ -40,6 +67,10 @@ def compare(
 
     Before the rounds each function is called once untimed (``warmup``: pages touched, thread
     pools started), then once more to size its blocks.
+
+    With a dict ``waits``, each block's time spent waiting for a CPU (:func:`run_delay`, as a
+    fraction of the block) is appended to ``waits[name]``: the measure of how much the machine
+    was shared while that function was timed.
     """
     per_call = {}
     for name, fn in fns.items():
@@ -48,10 +79,14 @@ def compare(
         per_call[name] = _time_block(fn, 1)
     inner = {name: max(1, int(block / max(t, 1e-7))) for name, t in per_call.items()}
     samples = {name: [] for name in fns}
+    if waits is not None:
+        for name in fns:
+            waits.setdefault(name, [])
     for _ in range(rounds):
         for name, fn in fns.items():
             _settle(fn, settle, per_call[name])
-            samples[name].append(_time_block(fn, inner[name]))
+            block_waits = None if waits is None else waits[name]
+            samples[name].append(_time_block(fn, inner[name], block_waits))
     return samples
 
 

@@ -248,3 +248,63 @@ def test_linear_backward_into_given_arrays(rng, activation):
     np.testing.assert_array_equal(got3[1], want[1])
     with pytest.raises(ValueError, match="shape"):
         ops.linear_backward(g, x, w, y, activation, out=(None, np.zeros((3, 3), np.float32), None))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_grad", [False, True])
+def test_linear_chain_fast_path_equals_layer_by_layer(rng, dtype, x_grad):
+    """F.linear_chain's one-call path gives the numbers of the layers run one by one (its
+    general path, taken with a workspace that pools every array)."""
+    import myelin.nn.functional as F
+
+    specs = [(7, 13, "relu", 0.01), (13, 5, "leaky_relu", 0.3), (5, 4, "tanh", 0.01)]
+    specs.append((4, 3, None, 0.01))
+
+    def run(workspace):
+        layers = []
+        for i, (n_in, n_out, act, slope) in enumerate(specs):
+            w = myelin.Tensor(_f(np.random.default_rng(i), (n_out, n_in), dtype), True)
+            b_data = _f(np.random.default_rng(9 + i), (n_out,), dtype)
+            b = None if i == 2 else myelin.Tensor(b_data, True)
+            layers.append((w, b, act, slope))
+        x = myelin.Tensor(_f(np.random.default_rng(99), (6, 7), dtype), requires_grad=x_grad)
+        y = F.linear_chain(x, layers, workspace)
+        y.backward(_f(np.random.default_rng(7), y.shape, dtype))
+        grads = [x.grad]
+        for w, b, _, _ in layers:
+            grads += [w.grad, None if b is None else b.grad]
+        return y.detach().numpy(), grads
+
+    fast = run(None)
+    general = run(F.Workspace(min_size=1))
+    np.testing.assert_array_equal(fast[0], general[0])
+    assert fast[0].dtype == dtype
+    for a, c in zip(fast[1], general[1], strict=True):
+        assert (a is None) == (c is None)
+        if a is not None:
+            np.testing.assert_array_equal(a.numpy(), c.numpy())
+    assert (fast[1][0] is None) == (not x_grad)
+
+
+def test_sequential_sees_changes_to_its_layers(rng):
+    """Sequential keeps its fused plan only while no module changes: a new activation, layer or
+    parameter shows in the next forward."""
+    m = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    x = myelin.Tensor(_f(rng, (5, 4), np.float32))
+
+    def expect():
+        p = {k: v.detach().numpy() for k, v in m.named_parameters()}
+        h = x.numpy() @ p["0.weight"].T + p["0.bias"]
+        h = np.maximum(h, 0) if type(m[1]) is nn.ReLU else np.tanh(h)
+        return h @ p["2.weight"].T + p["2.bias"]
+
+    np.testing.assert_allclose(m(x).detach().numpy(), expect(), rtol=1e-5, atol=1e-6)
+    m[2].weight = nn.Parameter(_f(rng, (2, 3), np.float32))
+    np.testing.assert_allclose(m(x).detach().numpy(), expect(), rtol=1e-5, atol=1e-6)
+    m.add_module("1", nn.Tanh())
+    np.testing.assert_allclose(m(x).detach().numpy(), expect(), rtol=1e-5, atol=1e-6)
+    m[0].weight.data = _f(rng, (3, 4), np.float32)
+    np.testing.assert_allclose(m(x).detach().numpy(), expect(), rtol=1e-5, atol=1e-6)
+    m.add_module("3", nn.Linear(5, 1))
+    with pytest.raises(ValueError, match=r"Linear\(5, 1\) got input of shape \(\.\.\., 2\)"):
+        m(x)

@@ -3,6 +3,7 @@
 Arrays are float32 or float64 ndarrays of one dtype per call; outputs come first, as in the C API.
 """
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -149,6 +150,23 @@ def sgd_multi(
 def softmax_xent_fast(
     logits: Any, labels: Any, ignore_index: int | None, label_smoothing: Any, mean: bool
 ) -> tuple[float, _Array] | None: ...
+def chain_forward_fast(
+    x: Any,
+    weights: Sequence[Any],
+    biases: Sequence[Any],
+    activations: Sequence[str | None],
+    slopes: Sequence[float | None],
+    pool_from: int,
+) -> list[_Array] | None: ...
+def chain_backward_fast(
+    g: Any,
+    outs: list[_Array],
+    weights: Sequence[Any],
+    activations: Sequence[str | None],
+    slopes: Sequence[float | None],
+    need_input_grad: bool,
+) -> list[_Array | None] | None: ...
+def sumsq_fast(arrays: Any) -> float | None: ...
 
 # Bindings added after this stub was written are typed Any rather than rejected.
 def __getattr__(name: str) -> Any: ...

@@ -843,3 +843,77 @@ def softmax_xent_fast(object logits, object labels, object ignore_index, object 
     if mean:
         total = total / valid if valid else float("nan")
     return total, grad
+
+
+# ---------------------------------------------------------------- a chain of linear layers
+#
+# Several linear layers applied in turn, in one call: a small MLP then pays the Python cost of
+# one call per pass instead of one per layer. Each layer is linear_fast's (linear_backward_fast's)
+# case; for anything else these return None and the caller takes its general path.
+
+def chain_forward_fast(object x, object weights, object biases, object activations,
+                       object slopes, int64_t pool_from):
+    """[x, y_1, ..., y_L], each layer's output a new array, for sequences of L weights, biases
+    (or None), activations and slopes; None unless every layer is linear_fast's case. With
+    pool_from > 0, also None when any weight or output would have pool_from elements or more
+    (the caller then takes those buffers from its pool)."""
+    cdef Py_ssize_t i, n = len(weights)
+    if len(biases) != n or len(activations) != n or len(slopes) != n:
+        return None
+    cdef list outs = [x]
+    cdef object h = x, w
+    cdef int64_t rows
+    if pool_from > 0:
+        if _plain_type(x) < 0 or (<cnp.ndarray>x).ndim != 2:
+            return None
+        rows = (<cnp.ndarray>x).shape[0]
+        for i in range(n):
+            w = weights[i]
+            if _plain_type(w) < 0 or (<cnp.ndarray>w).ndim != 2:
+                return None
+            if cnp.PyArray_SIZE(<cnp.ndarray>w) >= pool_from \
+                    or rows * (<cnp.ndarray>w).shape[0] >= pool_from:
+                return None
+    for i in range(n):
+        h = linear_fast(h, weights[i], biases[i], activations[i], slopes[i])
+        if h is None:
+            return None
+        outs.append(h)
+    return outs
+
+
+def chain_backward_fast(object g, list outs, object weights, object activations, object slopes,
+                        bint need_input_grad):
+    """[grad_x, grad_w1, grad_b1, ..., grad_wL, grad_bL] for the upstream gradient g of
+    chain_forward_fast's outputs `outs`, each a new array (grad_x None unless need_input_grad);
+    None unless every layer is linear_backward_fast's case."""
+    cdef Py_ssize_t i, n = len(weights)
+    if len(outs) != n + 1 or len(activations) != n or len(slopes) != n:
+        return None
+    cdef list grads = [None] * (1 + 2 * n)
+    cdef object res
+    for i in range(n - 1, -1, -1):
+        res = linear_backward_fast(g, outs[i], weights[i], outs[i + 1], activations[i],
+                                   slopes[i], i > 0 or need_input_grad)
+        if res is None:
+            return None
+        g = (<tuple>res)[0]
+        grads[1 + 2 * i] = (<tuple>res)[1]
+        grads[2 + 2 * i] = (<tuple>res)[2]
+    grads[0] = g
+    return grads
+
+
+def sumsq_fast(object arrays):
+    """The sum of squares of all the arrays of the list `arrays` together (a float), each summed
+    by sumsq; None unless every one is a C-contiguous, aligned float32/float64 ndarray."""
+    if type(arrays) is not list:
+        return None
+    cdef Py_ssize_t i, n = len(arrays)
+    cdef double total = 0.0
+    for i in range(n):
+        if _plain_type(arrays[i]) < 0:
+            return None
+    for i in range(n):
+        total += sumsq(<cnp.ndarray>arrays[i])
+    return total

@@ -436,6 +436,29 @@ def linear_backward(
     return grad_x, grad_w, grad_b
 
 
+def linear_chain_fast(x, weights, biases, activations, negative_slopes, pool_from=0):
+    """Several :func:`linear` layers applied in turn, in one call, for the common case: every
+    array 2-D, C-contiguous and of one float dtype, activations as :func:`linear` takes them and
+    float slopes. Used by ``nn.functional.linear_chain``.
+
+    Returns ``[x, y_1, ..., y_L]`` (each layer's output, new arrays), or None when the call is
+    not that case, or when ``pool_from > 0`` and a weight or an output has ``pool_from``
+    elements or more (the caller then runs the layers one by one with its own buffers). The
+    numbers are those of :func:`linear` called per layer.
+    """
+    return _kernels.chain_forward_fast(x, weights, biases, activations, negative_slopes, pool_from)
+
+
+def linear_chain_backward_fast(grad_y, outs, weights, activations, negative_slopes, need_grad_x):
+    """The gradients of :func:`linear_chain_fast` for the upstream gradient ``grad_y`` of its
+    last output: ``[grad_x, grad_w1, grad_b1, ..., grad_wL, grad_bL]``, new arrays (``grad_x``
+    None unless ``need_grad_x``), or None when a layer is not :func:`linear_backward`'s fast
+    case. The numbers are those of :func:`linear_backward` called per layer."""
+    return _kernels.chain_backward_fast(
+        grad_y, outs, weights, activations, negative_slopes, bool(need_grad_x)
+    )
+
+
 def _linear_backward_into(grad_y, x, weight, y, activation, slope, need_x, out, work):
     """The fast path of linear_backward with out/work arrays, after checking that none of them
     shares memory with an input (work may be grad_y itself); None when it does not apply."""
@@ -902,14 +925,22 @@ def adam_step_multi(
     lists = tuple(x if type(x) is list else list(x) for x in (params, grads, exp_avgs, exp_avg_sqs))
     vmax = list(max_exp_avg_sqs) if amsgrad else None  # type: ignore[arg-type]
     steps = steps if type(steps) is list else list(steps)
-    args = (
-        _nonneg(lr, "lr"),
-        beta1,
-        beta2,
-        _nonneg(eps, "eps"),
-        _nonneg(weight_decay, "weight_decay"),
-        bool(decoupled_weight_decay),
-    )
+    if (
+        type(lr) is float
+        and type(eps) is float
+        and type(weight_decay) is float
+        and (lr >= 0.0 and eps >= 0.0 and weight_decay >= 0.0)
+    ):  # the usual case, checked at once
+        args = (lr, beta1, beta2, eps, weight_decay, bool(decoupled_weight_decay))
+    else:
+        args = (
+            _nonneg(lr, "lr"),
+            beta1,
+            beta2,
+            _nonneg(eps, "eps"),
+            _nonneg(weight_decay, "weight_decay"),
+            bool(decoupled_weight_decay),
+        )
     try:
         _kernels.adam_multi(*lists, vmax, steps, *args)  # type: ignore[call-arg, arg-type]
     except (TypeError, ValueError, OverflowError):
@@ -1044,6 +1075,9 @@ def global_norm(arrays: Iterable[ArrayLike]) -> float:
     """The L2 norm of all the arrays together (as for gradient clipping), a Python float."""
     if isinstance(arrays, np.ndarray):
         arrays = [arrays]
+    total = _kernels.sumsq_fast(arrays)
+    if total is not None:
+        return math.sqrt(total)
     try:
         items = list(arrays)
     except TypeError:

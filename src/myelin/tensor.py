@@ -340,7 +340,8 @@ class Tensor:
                     f"backward() without a gradient needs a one-element tensor, got shape "
                     f"{self._data.shape} (reduce it with .sum() or .mean(), or pass gradient=)"
                 )
-            g = np.ones(self._data.shape, self._data.dtype)
+            d = self._data
+            g = np.array(1, d.dtype) if d.ndim == 0 else np.ones(d.shape, d.dtype)
         else:
             g = _to_array(gradient)
             if g.shape != self._data.shape:

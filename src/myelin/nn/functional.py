@@ -166,78 +166,37 @@ def linear_chain(
     arrays.
     """
     x = input if type(input) is Tensor else _float_input(input, "input", like=layers[0][0])
-    parents = [x]
-    outs = [x._data]
-    h = x._data
-    last = len(layers) - 1
-    pooled: list[np.ndarray] = []  # intermediate outputs taken from the workspace
+    weights = [layer[0]._data for layer in layers]
+    biases = [None if layer[1] is None else layer[1]._data for layer in layers]
+    acts = [layer[2] for layer in layers]
+    slopes = [layer[3] for layer in layers]
     recording = is_grad_enabled()
-    min_size = workspace.min_size if workspace is not None else None
-    for i, layer in enumerate(layers):
-        w, b, act, slope = layer[0], layer[1], layer[2], layer[3]
-        out = None
-        if workspace is not None and i < last and h.ndim == 2:
-            shape = (h.shape[0], w._data.shape[0])
-            if shape[0] * shape[1] >= workspace.min_size:
-                out = workspace.take(shape, h.dtype)
-        h_new = ops.linear(
-            h, w._data, None if b is None else b._data, act, negative_slope=slope, out=out
-        )
-        if not recording and pooled:  # no graph: the previous output is free once read
-            workspace.give(pooled.pop())
-        if out is not None:
-            pooled.append(out)
-        h = h_new
-        outs.append(h)
-        parents.append(w)
-        parents.append(b)
+    # the common case in one call; layers whose arrays are large enough to come from the
+    # workspace run one by one below
+    outs = ops.linear_chain_fast(
+        x._data, weights, biases, acts, slopes, 0 if workspace is None else workspace.min_size
+    )
+    pooled: list[np.ndarray] = []  # intermediate outputs taken from the workspace
+    fast = outs is not None  # then nothing in the chain is large enough to pool
+    if not fast:
+        outs = _chain_forward(x._data, weights, biases, acts, slopes, workspace, recording, pooled)
     if not recording:
-        for a in pooled:
-            workspace.give(a)
-        return Tensor(h)
+        return Tensor(outs[-1])
+    parents = [x]
+    for layer in layers:
+        parents.append(layer[0])
+        parents.append(layer[1])
 
     def backward(g):
-        grads = [None] * len(parents)
-        owned = False  # whether g is scratch of ours (then it may be overwritten)
-        for i in range(last, -1, -1):
-            w, b, act, slope = layers[i][0], layers[i][1], layers[i][2], layers[i][3]
-            need_x = i > 0 or x.requires_grad
-            out = work = None
-            if min_size is not None:
-                if g.ndim == 2 and g.size >= min_size:
-                    work = g if owned else (workspace.take(g.shape, g.dtype) if act else None)
-                xo = outs[i]
-                ox = ow = ob = None
-                if need_x and i > 0 and xo.ndim == 2 and xo.size >= min_size:
-                    ox = workspace.take(xo.shape, xo.dtype)
-                if w._data.size >= min_size:
-                    if w._grad is None:
-                        ow = _spare_grad(w, w._data.shape, w._data.dtype)
-                    if b is not None and b._grad is None:
-                        ob = _spare_grad(b, b._data.shape, b._data.dtype)
-                if ox is not None or ow is not None or ob is not None:
-                    out = (ox, ow, ob)
-            gx, gw, gb = ops.linear_backward(
-                g,
-                outs[i],
-                w._data,
-                outs[i + 1],
-                act,
-                negative_slope=slope,
-                need_grad_x=need_x,
-                out=out,
-                work=work,
-            )
-            if work is not None and work is not g:
-                workspace.give(work)
-            if owned:
-                workspace.give(g)
-            grads[1 + 2 * i] = gw if w.requires_grad else None
-            grads[2 + 2 * i] = gb if b is not None and b.requires_grad else None
-            g = gx
-            owned = out is not None and out[0] is not None
-        grads[0] = g if x.requires_grad else None
-        return tuple(grads)
+        grads = None
+        if fast:
+            grads = ops.linear_chain_backward_fast(g, outs, weights, acts, slopes, x.requires_grad)
+        if grads is None:
+            grads = _chain_backward(g, x, layers, outs, weights, acts, slopes, workspace)
+        for i, layer in enumerate(layers):  # no gradient for a missing bias
+            if layer[1] is None:
+                grads[2 + 2 * i] = None
+        return grads
 
     # every array it returns is new or the parameter's own spare
     backward.fresh = True  # type: ignore[attr-defined]
@@ -249,7 +208,82 @@ def linear_chain(
             pooled.clear()
 
         backward.release = release  # type: ignore[attr-defined]
-    return _make(h, tuple(parents), backward)
+    return _make(outs[-1], tuple(parents), backward)
+
+
+def _chain_forward(h, weights, biases, acts, slopes, workspace, recording, pooled) -> list:
+    """linear_chain's layers one by one, intermediate outputs of ``min_size`` elements or more
+    from the workspace (listed in ``pooled``; handed back at once without a graph)."""
+    outs = [h]
+    last = len(weights) - 1
+    for i, w in enumerate(weights):
+        out = None
+        if workspace is not None and i < last and h.ndim == 2:
+            shape = (h.shape[0], w.shape[0])
+            if shape[0] * shape[1] >= workspace.min_size:
+                out = workspace.take(shape, h.dtype)
+        h_new = ops.linear(h, w, biases[i], acts[i], negative_slope=slopes[i], out=out)
+        if not recording and pooled:  # no graph: the previous output is free once read
+            workspace.give(pooled.pop())
+        if out is not None:
+            pooled.append(out)
+        h = h_new
+        outs.append(h)
+    if not recording:
+        for a in pooled:
+            workspace.give(a)
+        pooled.clear()
+    return outs
+
+
+def _chain_backward(g, x, layers, outs, weights, acts, slopes, workspace) -> list:
+    """linear_chain's backward one layer at a time; with a workspace, large scratch comes from
+    it and a weight's gradient is written into the array ``zero_grad()`` released when nothing
+    else holds it."""
+    last = len(layers) - 1
+    grads = [None] * (2 * len(layers) + 1)
+    min_size = workspace.min_size if workspace is not None else None
+    owned = False  # whether g is scratch of ours (then it may be overwritten)
+    for i in range(last, -1, -1):
+        w, b = layers[i][0], layers[i][1]
+        act = acts[i]
+        need_x = i > 0 or x.requires_grad
+        out = work = None
+        if min_size is not None:
+            if g.ndim == 2 and g.size >= min_size:
+                work = g if owned else (workspace.take(g.shape, g.dtype) if act else None)
+            xo = outs[i]
+            ox = ow = ob = None
+            if need_x and i > 0 and xo.ndim == 2 and xo.size >= min_size:
+                ox = workspace.take(xo.shape, xo.dtype)
+            if weights[i].size >= min_size:
+                if w._grad is None:
+                    ow = _spare_grad(w, weights[i].shape, weights[i].dtype)
+                if b is not None and b._grad is None:
+                    ob = _spare_grad(b, b._data.shape, b._data.dtype)
+            if ox is not None or ow is not None or ob is not None:
+                out = (ox, ow, ob)
+        gx, gw, gb = ops.linear_backward(
+            g,
+            outs[i],
+            weights[i],
+            outs[i + 1],
+            act,
+            negative_slope=slopes[i],
+            need_grad_x=need_x,
+            out=out,
+            work=work,
+        )
+        if work is not None and work is not g:
+            workspace.give(work)
+        if owned:
+            workspace.give(g)
+        grads[1 + 2 * i] = gw
+        grads[2 + 2 * i] = gb
+        g = gx
+        owned = out is not None and out[0] is not None
+    grads[0] = g if x.requires_grad else None
+    return grads
 
 
 # ---------------------------------------------------------------- activations

@@ -320,16 +320,29 @@ class Sequential(Module):
             ) from None
 
     def forward(self, x: TensorLike):
-        mods = list(self._modules.values())
-        i, n = 0, len(mods)
+        plan = self.__dict__.get("_plan")
+        if plan is None or plan[0] != Module._generation:
+            plan = (Module._generation, self._fuse())
+            self.__dict__["_plan"] = plan  # not through __setattr__: that would bump it
+        for step in plan[1]:
+            if type(step) is list:
+                x = _run_chain(step, x, self.__dict__.get("_workspace"))
+            else:
+                x = step(x)
+        return x
+
+    def _fuse(self) -> list:
+        """The forward as steps: modules to call, and lists of F.linear_chain layers (each run
+        of Linear layers, each with the activation module that follows it fused in). Kept
+        until a module of the program changes (``Module._generation``)."""
+        mods = [m for m in self._modules.values() if m is not None]
+        steps, i, n = [], 0, len(mods)
         while i < n:
             if type(mods[i]) is not Linear:
-                x = mods[i](x)
+                steps.append(mods[i])
                 i += 1
                 continue
-            # a run of Linear layers, each with the activation module that follows it fused in,
-            # runs as one graph node (F.linear_chain)
-            chain = []
+            chain: list = []
             while i < n and type(mods[i]) is Linear:
                 lin = mods[i]
                 act, slope = lin.activation, lin.negative_slope
@@ -341,23 +354,26 @@ class Sequential(Module):
                         slope = nxt.negative_slope
                     i += 1
                 params = lin._parameters
+                if chain and chain[-1][4].out_features != lin.in_features:
+                    prev = chain[-1][4]
+                    raise ValueError(
+                        f"{lin._signature()} got input of shape (..., {prev.out_features}); "
+                        f"expected (..., {lin.in_features})"
+                    )
                 chain.append((params["weight"], params.get("bias"), act, slope, lin))
-            x = _run_chain(chain, x, self.__dict__.get("_workspace"))
-        return x
+            steps.append(chain)
+        return steps
 
 
 def _run_chain(chain: list, x, workspace) -> Tensor:
     first = chain[0][4]
     xt = x if type(x) is Tensor else F._float_input(x, "input", like=first.weight)
-    features = xt._data.shape[-1] if xt._data.ndim else None
-    for layer in chain:
-        lin = layer[4]
-        if features != lin.in_features:
-            shape = tuple(xt.shape) if lin is first else f"(..., {features})"
-            raise ValueError(
-                f"{lin._signature()} got input of shape {shape}; expected (..., {lin.in_features})"
-            )
-        features = lin.out_features
+    d = xt._data
+    if d.ndim == 0 or d.shape[-1] != first.in_features:
+        raise ValueError(
+            f"{first._signature()} got input of shape {tuple(d.shape)}; expected "
+            f"(..., {first.in_features})"
+        )
     return F.linear_chain(xt, chain, workspace)
 
 

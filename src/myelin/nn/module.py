@@ -40,6 +40,10 @@ class Module:
     ``evaluate``/``predict`` work on any Module (see :mod:`myelin.training`).
     """
 
+    # bumped by every change to any module's attributes, parameters or submodules: what a
+    # module derives from its structure (Sequential's fused plan) is valid while it stays put
+    _generation = 0
+
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
@@ -55,6 +59,7 @@ class Module:
                 f"super().__init__() first in {type(self).__name__}.__init__"
             )
         modules = self.__dict__["_modules"]
+        Module._generation += 1
         if isinstance(value, Parameter):
             modules.pop(name, None)
             self.__dict__.pop(name, None)
@@ -87,6 +92,7 @@ class Module:
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __delattr__(self, name: str) -> None:
+        Module._generation += 1
         if name in self._parameters:
             del self._parameters[name]
         elif name in self._modules:
@@ -98,12 +104,14 @@ class Module:
         """Add ``param`` under ``name`` (as ``self.name = param`` does); None registers a slot."""
         if param is not None and not isinstance(param, Parameter):
             raise TypeError(f"param must be a Parameter or None, got {type(param).__name__}")
+        Module._generation += 1
         self._parameters[name] = param
 
     def add_module(self, name: str, module: Module | None) -> None:
         """Add the child ``module`` under ``name`` (as ``self.name = module`` does)."""
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"module must be a Module or None, got {type(module).__name__}")
+        Module._generation += 1
         self._modules[name] = module
 
     # ------------------------------------------------------------ calling

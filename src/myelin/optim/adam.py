@@ -91,10 +91,11 @@ class Adam(Optimizer):
             self._plans[id(group)] = plan
         _, datas, m, v, vmax, states, _, _ = plan
         steps = [s["step"] + 1 for s in states]
+        grads = [p._grad for p in params]
         try:
             ops.adam_step_multi(
                 datas,
-                [p._grad for p in params],
+                grads,
                 m,
                 v,
                 steps=steps,
@@ -209,15 +210,18 @@ def _plan_valid(plan: tuple, params: list, state, amsgrad: bool) -> bool:
     old_params, datas, m, v, vmax, states, old_state, old_amsgrad = plan
     if old_state is not state or old_amsgrad != amsgrad or len(old_params) != len(params):
         return False
-    for i, p in enumerate(params):
-        s = states[i]
+    get = state.get
+    for p, q, d, s, mi, vi in zip(params, old_params, datas, states, m, v, strict=True):
         if (
-            p is not old_params[i]
-            or p._data is not datas[i]
-            or state.get(p) is not s
-            or s.get("exp_avg") is not m[i]
-            or s.get("exp_avg_sq") is not v[i]
-            or (amsgrad and s.get("max_exp_avg_sq") is not vmax[i])
+            p is not q
+            or p._data is not d
+            or get(p) is not s
+            or s.get("exp_avg") is not mi
+            or s.get("exp_avg_sq") is not vi
         ):
             return False
+    if amsgrad:
+        for s, wi in zip(states, vmax, strict=True):
+            if s.get("max_exp_avg_sq") is not wi:
+                return False
     return True
