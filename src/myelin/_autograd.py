@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import functools
 import threading
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from myelin.tensor import Tensor
 
 _state = threading.local()
 
@@ -98,7 +94,7 @@ def _toposort(root) -> list:
     return order
 
 
-def accumulate(t: Tensor, g: np.ndarray, adopted: set | None = None) -> None:
+def accumulate(t, g: np.ndarray, adopted: set | None = None) -> None:
     """Add ``g`` into the leaf ``t``'s gradient.
 
     The first gradient of a leaf is adopted without a copy when the backward pass made it
@@ -131,7 +127,7 @@ def _consumed(g):
     )
 
 
-def backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> None:
+def backward(root, grad: np.ndarray, retain_graph: bool = False) -> None:
     """Reverse pass from ``root`` seeded with ``grad``; leaves accumulate into ``.grad``.
 
     Unless ``retain_graph``, each recorded node drops its backward function once it has run

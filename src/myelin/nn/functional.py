@@ -198,8 +198,7 @@ def linear_chain(
                 grads[2 + 2 * i] = None
         return grads
 
-    # every array it returns is new or the parameter's own spare
-    backward.fresh = True  # type: ignore[attr-defined]
+    backward.fresh = True  # every array it returns is new or the parameter's own spare
     if pooled:
 
         def release():
@@ -207,7 +206,7 @@ def linear_chain(
                 workspace.give(a)
             pooled.clear()
 
-        backward.release = release  # type: ignore[attr-defined]
+        backward.release = release
     return _make(outs[-1], tuple(parents), backward)
 
 
