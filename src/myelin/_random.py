@@ -8,6 +8,8 @@ training run reproducible.
 from __future__ import annotations
 
 import operator
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -38,12 +40,15 @@ class Generator:
         return self
 
     def initial_seed(self) -> int | None:
+        """The seed this generator was last seeded with (None if never)."""
         return self._seed
 
-    def get_state(self) -> dict:
+    def get_state(self) -> Mapping[str, Any]:
+        """The NumPy bit generator's state (a dict), for :meth:`set_state`."""
         return self.rng.bit_generator.state
 
     def set_state(self, state: dict) -> None:
+        """Restore a state returned by :meth:`get_state`."""
         self.rng.bit_generator.state = state
 
 

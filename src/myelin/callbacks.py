@@ -17,8 +17,15 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from myelin._typing import Logs, PathLike
+    from myelin.nn.module import Module
 
 __all__ = [
     "Callback",
@@ -48,58 +55,60 @@ class Callback:
     """
 
     def __init__(self) -> None:
-        self.model = None
-        self.params = {}
+        self.model: Any = None
+        self.params: dict = {}
 
-    def set_model(self, model) -> None:
+    def set_model(self, model: Module) -> None:
+        """Attach the model being trained (``fit`` calls this)."""
         self.model = model
 
     def set_params(self, params: dict) -> None:
+        """Record the training parameters (``epochs``, ``steps``, ``verbose``)."""
         self.params = params
 
-    def on_train_begin(self, logs=None) -> None:
+    def on_train_begin(self, logs: Logs = None) -> None:
         """Called once when ``fit`` starts."""
 
-    def on_train_end(self, logs=None) -> None:
+    def on_train_end(self, logs: Logs = None) -> None:
         """Called once when ``fit`` ends (also after an early stop); ``logs`` are the last
         epoch's."""
 
-    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+    def on_epoch_begin(self, epoch: int, logs: Logs = None) -> None:
         """Called at the start of epoch ``epoch`` (0-based)."""
 
-    def on_epoch_end(self, epoch: int, logs=None) -> None:
+    def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
         """Called at the end of epoch ``epoch`` with its training and validation logs."""
 
-    def on_batch_begin(self, batch: int, logs=None) -> None:
+    def on_batch_begin(self, batch: int, logs: Logs = None) -> None:
         """Alias of :meth:`on_train_batch_begin` (Keras' backward-compatible name)."""
 
-    def on_batch_end(self, batch: int, logs=None) -> None:
+    def on_batch_end(self, batch: int, logs: Logs = None) -> None:
         """Alias of :meth:`on_train_batch_end` (Keras' backward-compatible name)."""
 
-    def on_train_batch_begin(self, batch: int, logs=None) -> None:
+    def on_train_batch_begin(self, batch: int, logs: Logs = None) -> None:
         """Called before training batch ``batch`` (0-based within the epoch)."""
         self.on_batch_begin(batch, logs=logs)
 
-    def on_train_batch_end(self, batch: int, logs=None) -> None:
+    def on_train_batch_end(self, batch: int, logs: Logs = None) -> None:
         """Called after training batch ``batch`` with the running means of the epoch so far."""
         self.on_batch_end(batch, logs=logs)
 
-    def on_test_begin(self, logs=None) -> None:
+    def on_test_begin(self, logs: Logs = None) -> None:
         """Called before a validation pass in ``fit`` and at the start of ``evaluate``."""
 
-    def on_test_end(self, logs=None) -> None:
+    def on_test_end(self, logs: Logs = None) -> None:
         """Called after a validation pass or ``evaluate`` with its (unprefixed) logs."""
 
-    def on_test_batch_begin(self, batch: int, logs=None) -> None:
+    def on_test_batch_begin(self, batch: int, logs: Logs = None) -> None:
         """Called before each batch of a validation pass or ``evaluate``."""
 
-    def on_test_batch_end(self, batch: int, logs=None) -> None:
+    def on_test_batch_end(self, batch: int, logs: Logs = None) -> None:
         """Called after each batch of a validation pass or ``evaluate``."""
 
-    def on_predict_begin(self, logs=None) -> None:
+    def on_predict_begin(self, logs: Logs = None) -> None:
         """Called at the start of ``predict``."""
 
-    def on_predict_end(self, logs=None) -> None:
+    def on_predict_end(self, logs: Logs = None) -> None:
         """Called at the end of ``predict``."""
 
 
@@ -188,14 +197,14 @@ class History(Callback):
 
     def __init__(self) -> None:
         super().__init__()
+        self.history: dict[str, list] = {}
+        self.epoch: list[int] = []
+
+    def on_train_begin(self, logs: Logs = None) -> None:
         self.history = {}
         self.epoch = []
 
-    def on_train_begin(self, logs=None) -> None:
-        self.history = {}
-        self.epoch = []
-
-    def on_epoch_end(self, epoch: int, logs=None) -> None:
+    def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
         self.epoch.append(epoch)
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(value)
@@ -217,7 +226,12 @@ class History(Callback):
                 )
         return metrics
 
-    def plot(self, metrics=None, ax=None, path=None):
+    def plot(
+        self,
+        metrics: str | Sequence[str] | None = None,
+        ax: Any = None,
+        path: PathLike | None = None,
+    ):
         """Draw the per-epoch curves of the loss and the metrics, train and validation.
 
         Parameters
@@ -247,6 +261,7 @@ class History(Callback):
         keys = self._curves(metrics)
         if not keys:
             raise ValueError("History.plot: the history is empty (was fit run for any epoch?)")
+        axes: Any
         if ax is None:
             size = (4.5 * len(keys), 3.5)
             if path is None:
@@ -342,7 +357,7 @@ class EarlyStopping(Callback):
         min_delta: float = 0.0,
         patience: int = 0,
         mode: str = "auto",
-        baseline=None,
+        baseline: float | None = None,
         restore_best_weights: bool = False,
         start_from_epoch: int = 0,
         verbose: int = 0,
@@ -364,9 +379,9 @@ class EarlyStopping(Callback):
     def _reset(self) -> None:
         self.wait = 0
         self.stopped_epoch = 0
-        self.best = None
+        self.best: float | None = None
         self.best_epoch = 0
-        self.best_weights = None
+        self.best_weights: dict | None = None
 
     def _is_improvement(self, value: float, reference) -> bool:
         if reference is None:
@@ -375,10 +390,10 @@ class EarlyStopping(Callback):
             return value + self.min_delta < reference
         return value - self.min_delta > reference
 
-    def on_train_begin(self, logs=None) -> None:
+    def on_train_begin(self, logs: Logs = None) -> None:
         self._reset()
 
-    def on_epoch_end(self, epoch: int, logs=None) -> None:
+    def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
         logs = logs or {}
         if self.monitor not in logs:
             if not self._warned:
@@ -413,7 +428,7 @@ class EarlyStopping(Callback):
             self.stopped_epoch = epoch
             self.model.stop_training = True
 
-    def on_train_end(self, logs=None) -> None:
+    def on_train_end(self, logs: Logs = None) -> None:
         if self.stopped_epoch > 0 and self.verbose > 0:
             print(f"Epoch {self.stopped_epoch + 1}: early stopping")
         if self.restore_best_weights and self.best_weights is not None:
@@ -470,7 +485,7 @@ class ModelCheckpoint(Callback):
 
     def __init__(
         self,
-        filepath,
+        filepath: PathLike,
         monitor: str = "val_loss",
         save_best_only: bool = False,
         save_weights_only: bool = False,
@@ -493,7 +508,7 @@ class ModelCheckpoint(Callback):
         self.mode = _resolve_mode(mode, monitor, "ModelCheckpoint")
         self.verbose = int(verbose)
         self.best = math.inf if self.mode == "min" else -math.inf
-        self.last_path = None
+        self.last_path: str | None = None
         self._warned = False
 
     def _path(self, epoch: int, logs: dict) -> str:
@@ -519,7 +534,7 @@ class ModelCheckpoint(Callback):
             self.model.save(path)
         self.last_path = path
 
-    def on_epoch_end(self, epoch: int, logs=None) -> None:
+    def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
         logs = dict(logs or {})
         path = self._path(epoch, logs)
         if not self.save_best_only:
@@ -570,7 +585,7 @@ class LearningRateScheduler(Callback):
         1 prints the new learning rate.
     """
 
-    def __init__(self, schedule, verbose: int = 0) -> None:
+    def __init__(self, schedule: Any, verbose: int = 0) -> None:
         super().__init__()
         self._is_scheduler = hasattr(schedule, "step") and not _is_plain_function(schedule)
         if not self._is_scheduler and not callable(schedule):
@@ -580,7 +595,7 @@ class LearningRateScheduler(Callback):
             )
         self.schedule = schedule
         self.verbose = int(verbose)
-        self._pending = None
+        self._pending: int | None = None
 
     def _optimizer(self):
         return getattr(self.model, "optimizer", None)
@@ -609,7 +624,7 @@ class LearningRateScheduler(Callback):
         if self.verbose > 0:
             print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {new}.")
 
-    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+    def on_epoch_begin(self, epoch: int, logs: Logs = None) -> None:
         if self._is_scheduler:
             return
         opt = self._optimizer()
@@ -619,14 +634,14 @@ class LearningRateScheduler(Callback):
             return
         self._apply(epoch, opt)
 
-    def on_train_batch_begin(self, batch: int, logs=None) -> None:
+    def on_train_batch_begin(self, batch: int, logs: Logs = None) -> None:
         if self._pending is not None:
             opt = self._optimizer()
             if opt is not None:
                 epoch, self._pending = self._pending, None
                 self._apply(epoch, opt)
 
-    def on_epoch_end(self, epoch: int, logs=None) -> None:
+    def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
         if not self._is_scheduler:
             return
         logs = logs or {}
@@ -667,7 +682,7 @@ class TerminateOnNaN(Callback):
     explicit and prints the batch (counted from 1, as the progress bar does).
     """
 
-    def on_train_batch_end(self, batch: int, logs=None) -> None:
+    def on_train_batch_end(self, batch: int, logs: Logs = None) -> None:
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(_scalar(loss)):
             print(f"Batch {batch + 1}: invalid loss, terminating training")
@@ -702,7 +717,7 @@ class LambdaCallback(Callback):
     >>> LambdaCallback(on_epoch_end=lambda epoch, logs: print(epoch, logs["loss"]))
     """
 
-    def __init__(self, **hooks) -> None:
+    def __init__(self, **hooks: Callable[..., Any]) -> None:
         super().__init__()
         for name, fn in hooks.items():
             if name not in _LAMBDA_HOOKS:

@@ -13,10 +13,16 @@ from __future__ import annotations
 
 import math
 import operator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from myelin import _kernels
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from myelin._typing import ArrayLike
 
 __all__ = [
     "adam_step",
@@ -173,7 +179,14 @@ def _gemm_into(out: np.ndarray, a: np.ndarray, b: np.ndarray, bias=None, act=0, 
     return _kernels.gemm_batched(out, a, b)
 
 
-def matmul(a, b, *, trans_a: bool = False, trans_b: bool = False, out=None) -> np.ndarray:
+def matmul(
+    a: ArrayLike,
+    b: ArrayLike,
+    *,
+    trans_a: bool = False,
+    trans_b: bool = False,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
     """Matrix product with ``np.matmul`` semantics, on myelin's GEMM.
 
     Parameters
@@ -240,7 +253,15 @@ def matmul(a, b, *, trans_a: bool = False, trans_b: bool = False, out=None) -> n
     return res
 
 
-def linear(x, weight, bias=None, activation=None, *, negative_slope=0.01, out=None):
+def linear(
+    x: Any,
+    weight: Any,
+    bias: Any = None,
+    activation: str | None = None,
+    *,
+    negative_slope: float = 0.01,
+    out: np.ndarray | None = None,
+):
     """``act(x @ weight.T + bias)`` in one pass (bias and activation fused in the GEMM).
 
     Parameters
@@ -267,7 +288,7 @@ def linear(x, weight, bias=None, activation=None, *, negative_slope=0.01, out=No
             return res
     act = _activation(activation)
     slope = _slope(negative_slope)
-    arrays = [_as_float(x, "x"), _as_float(weight, "weight")]
+    arrays: Any = [_as_float(x, "x"), _as_float(weight, "weight")]
     if bias is not None:
         arrays.append(_as_float(bias, "bias"))
     arrays = _promote(*arrays)
@@ -314,16 +335,16 @@ def _overlaps(a, others) -> bool:
 
 
 def linear_backward(
-    grad_y,
-    x,
-    weight,
-    y,
-    activation=None,
+    grad_y: Any,
+    x: Any,
+    weight: Any,
+    y: Any,
+    activation: str | None = None,
     *,
-    negative_slope=0.01,
-    need_grad_x=True,
-    out=None,
-    work=None,
+    negative_slope: float = 0.01,
+    need_grad_x: bool = True,
+    out: Sequence[np.ndarray | None] | None = None,
+    work: np.ndarray | None = None,
 ):
     """Gradients of :func:`linear`.
 
@@ -350,7 +371,7 @@ def linear_backward(
     (grad_x, grad_weight, grad_bias) with the shapes of x, weight and ``(out_features,)``.
     """
     if out is None and work is None:
-        res = _kernels.linear_backward_fast(
+        res: Any = _kernels.linear_backward_fast(
             grad_y, x, weight, y, activation, negative_slope, bool(need_grad_x)
         )
         if res is not None:
@@ -363,7 +384,7 @@ def linear_backward(
             return res
     act = _activation(activation)
     slope = _slope(negative_slope)
-    arrays = [_as_float(grad_y, "grad_y"), _as_float(x, "x"), _as_float(weight, "weight")]
+    arrays: Any = [_as_float(grad_y, "grad_y"), _as_float(x, "x"), _as_float(weight, "weight")]
     if act != _kernels.ACT_NONE:
         if y is None:
             raise ValueError(f"linear_backward: y (the forward output) is needed for {activation}")
@@ -492,44 +513,58 @@ def _unary_backward(grad_y, y, out, act: int, slope: float, op: str) -> np.ndarr
     return res
 
 
-def relu(x, *, out=None) -> np.ndarray:
+def relu(x: ArrayLike, *, out: np.ndarray | None = None) -> np.ndarray:
     """``max(x, 0)`` element-wise; NaN stays NaN. Same shape and dtype as ``x``."""
     return _unary(x, out, _kernels.ACT_RELU, 0.0)
 
 
-def relu_backward(grad_y, y, *, out=None) -> np.ndarray:
+def relu_backward(
+    grad_y: ArrayLike, y: ArrayLike | None, *, out: np.ndarray | None = None
+) -> np.ndarray:
     """Gradient of :func:`relu` from the upstream gradient and the forward output ``y``."""
     return _unary_backward(grad_y, y, out, _kernels.ACT_RELU, 0.0, "relu_backward")
 
 
-def leaky_relu(x, negative_slope=0.01, *, out=None) -> np.ndarray:
+def leaky_relu(
+    x: ArrayLike, negative_slope: float = 0.01, *, out: np.ndarray | None = None
+) -> np.ndarray:
     """``x`` where positive, ``negative_slope * x`` elsewhere (PyTorch's default slope 0.01)."""
     return _unary(x, out, _kernels.ACT_LEAKY_RELU, _slope(negative_slope))
 
 
-def leaky_relu_backward(grad_y, y, negative_slope=0.01, *, out=None) -> np.ndarray:
+def leaky_relu_backward(
+    grad_y: ArrayLike,
+    y: ArrayLike | None,
+    negative_slope: float = 0.01,
+    *,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
     """Gradient of :func:`leaky_relu` from the upstream gradient and the forward output ``y``."""
     return _unary_backward(
         grad_y, y, out, _kernels.ACT_LEAKY_RELU, _slope(negative_slope), "leaky_relu_backward"
     )
 
 
-def sigmoid(x, *, out=None) -> np.ndarray:
+def sigmoid(x: ArrayLike, *, out: np.ndarray | None = None) -> np.ndarray:
     """``1 / (1 + exp(-x))`` element-wise, saturating cleanly for large ``|x|``."""
     return _unary(x, out, _kernels.ACT_SIGMOID, 0.0)
 
 
-def sigmoid_backward(grad_y, y, *, out=None) -> np.ndarray:
+def sigmoid_backward(
+    grad_y: ArrayLike, y: ArrayLike | None, *, out: np.ndarray | None = None
+) -> np.ndarray:
     """``grad_y * y * (1 - y)``, ``y`` being the forward output."""
     return _unary_backward(grad_y, y, out, _kernels.ACT_SIGMOID, 0.0, "sigmoid_backward")
 
 
-def tanh(x, *, out=None) -> np.ndarray:
+def tanh(x: ArrayLike, *, out: np.ndarray | None = None) -> np.ndarray:
     """Hyperbolic tangent element-wise."""
     return _unary(x, out, _kernels.ACT_TANH, 0.0)
 
 
-def tanh_backward(grad_y, y, *, out=None) -> np.ndarray:
+def tanh_backward(
+    grad_y: ArrayLike, y: ArrayLike | None, *, out: np.ndarray | None = None
+) -> np.ndarray:
     """``grad_y * (1 - y**2)``, ``y`` being the forward output."""
     return _unary_backward(grad_y, y, out, _kernels.ACT_TANH, 0.0, "tanh_backward")
 
@@ -576,22 +611,22 @@ def _softmax_backward(grad_y, y, axis, log: bool, op: str) -> np.ndarray:
     return np.moveaxis(dx, -1, axis)
 
 
-def softmax(x, axis=-1) -> np.ndarray:
+def softmax(x: ArrayLike, axis: int = -1) -> np.ndarray:
     """``exp(x) / sum(exp(x))`` along ``axis``, stable for any finite input."""
     return _softmax(x, axis, False, "softmax")
 
 
-def log_softmax(x, axis=-1) -> np.ndarray:
+def log_softmax(x: ArrayLike, axis: int = -1) -> np.ndarray:
     """``x - logsumexp(x)`` along ``axis``, stable for any finite input."""
     return _softmax(x, axis, True, "log_softmax")
 
 
-def softmax_backward(grad_y, y, axis=-1) -> np.ndarray:
+def softmax_backward(grad_y: ArrayLike, y: ArrayLike | None, axis: int = -1) -> np.ndarray:
     """Gradient through :func:`softmax` given its output ``y``: ``y * (g - sum(g * y))``."""
     return _softmax_backward(grad_y, y, axis, False, "softmax_backward")
 
 
-def log_softmax_backward(grad_y, y, axis=-1) -> np.ndarray:
+def log_softmax_backward(grad_y: ArrayLike, y: ArrayLike | None, axis: int = -1) -> np.ndarray:
     """Gradient through :func:`log_softmax` given its output ``y``: ``g - exp(y) * sum(g)``."""
     return _softmax_backward(grad_y, y, axis, True, "log_softmax_backward")
 
@@ -608,7 +643,12 @@ def _finish_loss(total: float, n: int, reduction: str, dtype, per_item):
 
 
 def softmax_cross_entropy(
-    logits, labels, *, reduction="mean", ignore_index=None, label_smoothing=0.0
+    logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    reduction: str = "mean",
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
 ):
     """Fused softmax cross-entropy on logits: one pass for the loss and its gradient.
 
@@ -685,7 +725,9 @@ def _pointwise_loss(kind: int, x, t, reduction, op: str, names: tuple[str, str])
     return _finish_loss(total, n, reduction, x.dtype, per), grad
 
 
-def binary_cross_entropy_with_logits(logits, targets, *, reduction="mean"):
+def binary_cross_entropy_with_logits(
+    logits: ArrayLike, targets: ArrayLike, *, reduction: str = "mean"
+):
     """Binary cross-entropy on logits, stable for any finite input (PyTorch's
     ``binary_cross_entropy_with_logits``). ``logits`` and ``targets`` have one shape.
 
@@ -696,7 +738,7 @@ def binary_cross_entropy_with_logits(logits, targets, *, reduction="mean"):
     )
 
 
-def mse_loss(input, target, *, reduction="mean"):
+def mse_loss(input: ArrayLike, target: ArrayLike, *, reduction: str = "mean"):
     """Mean squared error ``(input - target)**2`` (PyTorch's ``mse_loss``).
 
     Returns ``(loss, grad_input)``; see :func:`softmax_cross_entropy` for the reductions.
@@ -738,17 +780,17 @@ def _grad(g, param: np.ndarray, op: str) -> np.ndarray:
 
 
 def sgd_step(
-    param,
-    grad,
-    momentum_buffer=None,
+    param: np.ndarray,
+    grad: np.ndarray,
+    momentum_buffer: np.ndarray | None = None,
     *,
-    lr,
-    momentum=0.0,
-    dampening=0.0,
-    nesterov=False,
-    weight_decay=0.0,
-    first_step=False,
-    _check_only=False,
+    lr: float,
+    momentum: float = 0.0,
+    dampening: float = 0.0,
+    nesterov: bool = False,
+    weight_decay: float = 0.0,
+    first_step: bool = False,
+    _check_only: bool = False,
 ) -> None:
     """One SGD update of ``param`` in place, PyTorch's rule
     (https://pytorch.org/docs/stable/generated/torch.optim.SGD.html).
@@ -778,20 +820,20 @@ def sgd_step(
 
 
 def adam_step(
-    param,
-    grad,
-    exp_avg,
-    exp_avg_sq,
+    param: np.ndarray,
+    grad: np.ndarray,
+    exp_avg: np.ndarray,
+    exp_avg_sq: np.ndarray,
     *,
-    step,
-    lr=1e-3,
-    betas=(0.9, 0.999),
-    eps=1e-8,
-    weight_decay=0.0,
-    decoupled_weight_decay=False,
-    amsgrad=False,
-    max_exp_avg_sq=None,
-    _check_only=False,
+    step: int,
+    lr: float = 1e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
+    amsgrad: bool = False,
+    max_exp_avg_sq: np.ndarray | None = None,
+    _check_only: bool = False,
 ) -> None:
     """One Adam (or AdamW, with ``decoupled_weight_decay=True``) update in place, PyTorch's rule
     (https://pytorch.org/docs/stable/generated/torch.optim.Adam.html).
@@ -853,19 +895,19 @@ def _diagnose_multi(lists: dict, check) -> None:
 
 
 def adam_step_multi(
-    params,
-    grads,
-    exp_avgs,
-    exp_avg_sqs,
+    params: Sequence[np.ndarray],
+    grads: Sequence[np.ndarray],
+    exp_avgs: Sequence[np.ndarray],
+    exp_avg_sqs: Sequence[np.ndarray],
     *,
-    steps,
-    lr=1e-3,
-    betas=(0.9, 0.999),
-    eps=1e-8,
-    weight_decay=0.0,
-    decoupled_weight_decay=False,
-    amsgrad=False,
-    max_exp_avg_sqs=None,
+    steps: Sequence[int],
+    lr: float = 1e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
+    amsgrad: bool = False,
+    max_exp_avg_sqs: Sequence[np.ndarray] | None = None,
 ) -> None:
     """:func:`adam_step` over lists of tensors in one call (a multi-tensor step: one Python
     call per parameter group instead of one per parameter). ``steps`` holds each tensor's step
@@ -881,7 +923,7 @@ def adam_step_multi(
     if amsgrad and max_exp_avg_sqs is None:
         raise ValueError("adam_step_multi: max_exp_avg_sqs is required when amsgrad=True")
     lists = tuple(x if type(x) is list else list(x) for x in (params, grads, exp_avgs, exp_avg_sqs))
-    vmax = list(max_exp_avg_sqs) if amsgrad else None
+    vmax = list(max_exp_avg_sqs) if amsgrad else None  # type: ignore[arg-type]
     steps = steps if type(steps) is list else list(steps)
     if (
         type(lr) is float
@@ -900,7 +942,7 @@ def adam_step_multi(
             bool(decoupled_weight_decay),
         )
     try:
-        _kernels.adam_multi(*lists, vmax, steps, *args)
+        _kernels.adam_multi(*lists, vmax, steps, *args)  # type: ignore[call-arg, arg-type]
     except (TypeError, ValueError, OverflowError):
         names = ("params", "grads", "exp_avgs", "exp_avg_sqs")
         _diagnose_multi(
@@ -922,16 +964,16 @@ def adam_step_multi(
 
 
 def sgd_step_multi(
-    params,
-    grads,
-    momentum_buffers=None,
+    params: Sequence[np.ndarray],
+    grads: Sequence[np.ndarray],
+    momentum_buffers: Sequence[np.ndarray | None] | None = None,
     *,
-    lr,
-    momentum=0.0,
-    dampening=0.0,
-    nesterov=False,
-    weight_decay=0.0,
-    first_steps,
+    lr: float,
+    momentum: float = 0.0,
+    dampening: float = 0.0,
+    nesterov: bool = False,
+    weight_decay: float = 0.0,
+    first_steps: Sequence[bool],
 ) -> None:
     """:func:`sgd_step` over lists of tensors in one call; ``first_steps`` holds each tensor's
     ``first_step`` flag. Every entry is checked before any is updated."""
@@ -944,7 +986,7 @@ def sgd_step_multi(
     if momentum != 0.0 and momentum_buffers is None:
         raise ValueError("sgd_step_multi: momentum_buffers is required when momentum != 0")
     params, grads = list(params), list(grads)
-    bufs = None if momentum == 0.0 else list(momentum_buffers)
+    bufs = None if momentum == 0.0 else list(momentum_buffers)  # type: ignore[arg-type]
     flags = [bool(f) for f in first_steps]
     try:
         _kernels.sgd_multi(
@@ -966,18 +1008,18 @@ def sgd_step_multi(
 
 
 def rmsprop_step(
-    param,
-    grad,
-    square_avg,
+    param: np.ndarray,
+    grad: np.ndarray,
+    square_avg: np.ndarray,
     *,
-    lr=1e-2,
-    alpha=0.99,
-    eps=1e-8,
-    weight_decay=0.0,
-    momentum=0.0,
-    centered=False,
-    momentum_buffer=None,
-    grad_avg=None,
+    lr: float = 1e-2,
+    alpha: float = 0.99,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    momentum: float = 0.0,
+    centered: bool = False,
+    momentum_buffer: np.ndarray | None = None,
+    grad_avg: np.ndarray | None = None,
 ) -> None:
     """One RMSprop update in place, PyTorch's rule
     (https://pytorch.org/docs/stable/generated/torch.optim.RMSprop.html).
@@ -1016,7 +1058,7 @@ def rmsprop_step(
 # ---------------------------------------------------------------- reductions
 
 
-def bias_grad(grad_y) -> np.ndarray:
+def bias_grad(grad_y: ArrayLike) -> np.ndarray:
     """Sum of ``grad_y`` over every axis but the last: the bias gradient of a linear layer.
 
     ``grad_y`` is ``(..., features)``; the result is ``(features,)``.
@@ -1029,7 +1071,7 @@ def bias_grad(grad_y) -> np.ndarray:
     return _kernels.colsum(np.empty(cols, g.dtype), g2, g2.shape[0], cols)
 
 
-def global_norm(arrays) -> float:
+def global_norm(arrays: Iterable[ArrayLike]) -> float:
     """The L2 norm of all the arrays together (as for gradient clipping), a Python float."""
     if isinstance(arrays, np.ndarray):
         arrays = [arrays]

@@ -22,12 +22,18 @@ import os
 import warnings
 import zipfile
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from myelin import nn
 from myelin.nn.module import Module, Parameter
 from myelin.tensor import Tensor
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    from myelin._typing import FileLike
 
 __all__ = ["load", "load_model", "register_layer", "save", "save_model"]
 
@@ -189,7 +195,7 @@ def _write(path, header: dict, arrays: list) -> None:
             write(f)
 
 
-def save(obj, path) -> None:
+def save(obj: Any, path: FileLike) -> None:
     """Write ``obj`` to ``path`` as one ``.npz`` (``torch.save`` without pickle).
 
     Parameters
@@ -201,6 +207,8 @@ def save(obj, path) -> None:
     path : str, os.PathLike or binary file
         Written exactly there: no ``.npz`` suffix is added.
 
+    Notes
+    -----
     ``np.load(path, allow_pickle=False)`` reads the result: each array is an entry named by its
     key path (``"0.weight"`` for a state dict, ``"state/0/exp_avg"`` deeper down), and the
     ``"__myelin__"`` entry holds the structure as JSON in a uint8 array. Raises TypeError naming
@@ -320,7 +328,7 @@ def _weights(header, z, where: str) -> OrderedDict:
     return out
 
 
-def load(path):
+def load(path: FileLike):
     """Read what :func:`save` wrote (``torch.load`` without pickle).
 
     Returns the saved structure: ndarrays for arrays and Tensors, Python numbers, str, bool and
@@ -352,7 +360,7 @@ def _not_storable(model, why: str) -> TypeError:
     )
 
 
-def save_model(model, path) -> None:
+def save_model(model: Module, path: FileLike) -> None:
     """Write a Sequential model, architecture and weights, to one ``.npz`` at ``path``
     (Keras' ``model.save``; reload with :func:`load_model`).
 
@@ -456,7 +464,7 @@ def _set_weights(model: Module, weights: OrderedDict, where: str) -> None:
             setattr(owners[mod_name], attr, new)
 
 
-def load_model(path, compile: bool = True):
+def load_model(path: FileLike, compile: bool = True):
     """Rebuild a model written by :func:`save_model` (``keras.models.load_model``).
 
     Every layer is created from the registry of allowed classes (``myelin.nn``'s layers, the
@@ -518,7 +526,7 @@ def _recompile(model: Module, config: dict) -> None:
         return
     options = {k: v for k, v in opt.items() if k != "name"}
     name = opt.get("name")
-    keras_specs = {"adam": optimizers.Adam, "adamw": optimizers.AdamW}
+    keras_specs: dict[str, type] = {"adam": optimizers.Adam, "adamw": optimizers.AdamW}
     keras_specs.update(sgd=optimizers.SGD, rmsprop=optimizers.RMSprop)
     if name not in keras_specs:
         return

@@ -9,14 +9,24 @@ Semantics follow PyTorch: ``requires_grad``, ``.grad`` accumulating across ``bac
 
 from __future__ import annotations
 
+import builtins
 import numbers
 import operator
 from collections import namedtuple
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from myelin import _autograd, _random, ops
 from myelin._autograd import is_grad_enabled, unbroadcast
+
+if TYPE_CHECKING:
+    from typing import Any
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from myelin._typing import DTypeLike, GeneratorLike, TensorLike
 
 float32 = np.dtype(np.float32)
 float64 = np.dtype(np.float64)
@@ -60,7 +70,7 @@ def _to_array(data, dtype=None) -> np.ndarray:
     return arr
 
 
-def as_tensor(x, dtype=None) -> Tensor:
+def as_tensor(x: TensorLike, dtype: DTypeLike | None = None) -> Tensor:
     """``x`` (Tensor, ndarray, nested list or number) as a Tensor, sharing memory when it can."""
     if isinstance(x, Tensor):
         if dtype is None or x._data.dtype == np.dtype(dtype):
@@ -124,6 +134,8 @@ class Tensor:
     requires_grad : bool
         Record ops on this tensor so that ``backward()`` fills its ``.grad``.
 
+    Notes
+    -----
     Build tensors with :func:`myelin.tensor`, :func:`myelin.from_numpy`, :func:`zeros`,
     :func:`randn`, ... ``np.asarray(t)`` gives the data without a copy.
     """
@@ -132,12 +144,12 @@ class Tensor:
     # when nothing else holds it (see clear_grad and nn.functional.linear_chain)
     __slots__ = ("_data", "_grad", "requires_grad", "_ctx", "_retain", "_spare", "__weakref__")
 
-    def __init__(self, data, requires_grad: bool = False) -> None:
+    def __init__(self, data: TensorLike, requires_grad: bool = False) -> None:
         self._data = data if isinstance(data, np.ndarray) else _to_array(data)
-        self._grad = None
-        self._ctx = None
+        self._grad: np.ndarray | None = None
+        self._ctx: tuple | None = None
         self._retain = False
-        self._spare = None
+        self._spare: np.ndarray | None = None
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -150,7 +162,7 @@ class Tensor:
         return self._data
 
     @data.setter
-    def data(self, value) -> None:
+    def data(self, value: TensorLike) -> None:
         self._data = _to_array(value)
 
     @property
@@ -159,7 +171,7 @@ class Tensor:
         return None if self._grad is None else Tensor(self._grad)
 
     @grad.setter
-    def grad(self, value) -> None:
+    def grad(self, value: TensorLike | None) -> None:
         if value is None:
             self._grad = None
             return
@@ -170,18 +182,22 @@ class Tensor:
 
     @property
     def shape(self) -> tuple:
+        """The shape, a tuple of ints (as ``torch.Size`` is)."""
         return self._data.shape
 
     @property
     def dtype(self) -> np.dtype:
+        """The NumPy dtype of the data (``myelin.float32`` by default)."""
         return self._data.dtype
 
     @property
     def ndim(self) -> int:
+        """The number of dimensions."""
         return self._data.ndim
 
     @property
     def is_leaf(self) -> bool:
+        """True for a tensor that no recorded op produced (parameters, inputs)."""
         return self._ctx is None
 
     @property
@@ -190,14 +206,17 @@ class Tensor:
         return self.permute(*reversed(range(self.ndim)))
 
     def dim(self) -> int:
+        """The number of dimensions (``ndim``)."""
         return self._data.ndim
 
-    def size(self, dim=None):
+    def size(self, dim: builtins.int | None = None):
+        """The shape, or its entry at ``dim``."""
         if dim is None:
             return self._data.shape
         return self._data.shape[_check_axis(dim, self.ndim)]
 
     def numel(self) -> int:
+        """The number of elements."""
         return self._data.size
 
     def __len__(self) -> int:
@@ -245,9 +264,11 @@ class Tensor:
         return self._data.reshape(()).item()
 
     def tolist(self):
+        """The data as nested Python lists of numbers."""
         return self._data.tolist()
 
     def is_floating_point(self) -> bool:
+        """True for float32 and float64 tensors."""
         return self._data.dtype.kind == "f"
 
     def __repr__(self) -> str:
@@ -284,6 +305,7 @@ class Tensor:
     # ------------------------------------------------------------ autograd
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        """Set ``requires_grad`` in place (floating-point tensors only); returns ``self``."""
         if requires_grad and self._data.dtype.kind != "f":
             raise RuntimeError(
                 f"only floating-point tensors can require gradients, got dtype {self._data.dtype}"
@@ -297,7 +319,9 @@ class Tensor:
         """Keep ``.grad`` for this non-leaf tensor during ``backward()``."""
         self._retain = True
 
-    def backward(self, gradient=None, retain_graph: bool | None = None) -> None:
+    def backward(
+        self, gradient: TensorLike | None = None, retain_graph: bool | None = None
+    ) -> None:
         """Compute the gradient of this tensor with respect to every leaf that requires grad,
         adding it to their ``.grad`` (``torch.Tensor.backward``).
 
@@ -334,25 +358,29 @@ class Tensor:
         return Tensor(self._data)
 
     def detach_(self) -> Tensor:
+        """Detach in place: drop the recorded history and stop requiring a gradient."""
         self._ctx = None
         self.requires_grad = False
         return self
 
     def zero_(self) -> Tensor:
+        """Fill the data with zeros in place; returns ``self``."""
         self._data[...] = 0
         return self
 
-    def fill_(self, value) -> Tensor:
+    def fill_(self, value: builtins.float) -> Tensor:
+        """Fill the data with ``value`` in place; returns ``self``."""
         self._data[...] = value
         return self
 
-    def copy_(self, src) -> Tensor:
+    def copy_(self, src: TensorLike) -> Tensor:
+        """Copy ``src`` (broadcast to this shape, cast to this dtype) into the data in place."""
         self._data[...] = _to_array(src)
         return self
 
     # ------------------------------------------------------------ dtype
 
-    def to(self, dtype) -> Tensor:
+    def to(self, dtype: DTypeLike) -> Tensor:
         """A tensor of ``dtype`` (differentiable between float dtypes)."""
         dtype = np.dtype(dtype)
         if dtype == self._data.dtype:
@@ -364,18 +392,23 @@ class Tensor:
         return _make(data, (self,), lambda g: (g.astype(src),))
 
     def float(self) -> Tensor:
+        """This tensor as float32 (a copy unless it already is; differentiable)."""
         return self.to(float32)
 
     def double(self) -> Tensor:
+        """This tensor as float64 (a copy unless it already is; differentiable)."""
         return self.to(float64)
 
     def long(self) -> Tensor:
+        """An int64 copy (``torch.Tensor.long``), e.g. class labels; detached."""
         return self.to(int64)
 
     def int(self) -> Tensor:
+        """An int32 copy (``torch.Tensor.int``); detached."""
         return self.to(int32)
 
     def bool(self) -> Tensor:
+        """A bool copy (``torch.Tensor.bool``); detached."""
         return self.to(bool_)
 
     # ------------------------------------------------------------ arithmetic
@@ -525,34 +558,40 @@ class Tensor:
     def __or__(self, other):
         return self._compare(other, np.logical_or)
 
-    def eq(self, other):
+    def eq(self, other: TensorLike):
+        """Element-wise ``==`` (a bool tensor), as ``self == other``."""
         return self.__eq__(other)
 
-    def equal(self, other) -> bool:
+    def equal(self, other: TensorLike) -> builtins.bool:
+        """True when ``other`` has the same shape and the same elements."""
         o = other._data if isinstance(other, Tensor) else np.asarray(other)
         return self._data.shape == o.shape and bool(np.array_equal(self._data, o))
 
     # ------------------------------------------------------------ elementwise functions
 
     def exp(self) -> Tensor:
+        """Element-wise ``e**x``, same shape and dtype."""
         out = np.exp(self._data)
         return _make(out, (self,), lambda g: (g * out,))
 
     def log(self) -> Tensor:
+        """Element-wise natural logarithm, same shape and dtype (``-inf`` at 0, nan below)."""
         x = self._data
         with np.errstate(divide="ignore", invalid="ignore"):
             out = np.log(x)
         return _make(out, (self,), lambda g: (g / x,))
 
     def sqrt(self) -> Tensor:
+        """Element-wise square root, same shape and dtype."""
         out = np.sqrt(self._data)
         return _make(out, (self,), lambda g: (g / (2 * out),))
 
     def abs(self) -> Tensor:
+        """Element-wise ``|x|`` (``torch.abs``); the gradient is ``sign(x)``."""
         x = self._data
         return _make(np.abs(x), (self,), lambda g: (g * np.sign(x),))
 
-    def clamp(self, min=None, max=None) -> Tensor:
+    def clamp(self, min: builtins.float | None = None, max: builtins.float | None = None) -> Tensor:
         """Values limited to [min, max]; the gradient flows where the value was not clipped."""
         x = self._data
         out = np.clip(x, min, max)
@@ -570,33 +609,42 @@ class Tensor:
     clip = clamp
 
     def relu(self) -> Tensor:
+        """Element-wise ``max(x, 0)``, same shape and dtype."""
         from myelin.nn import functional as F
 
         return F.relu(self)
 
     def sigmoid(self) -> Tensor:
+        """Element-wise ``1 / (1 + exp(-x))``, same shape and dtype."""
         from myelin.nn import functional as F
 
         return F.sigmoid(self)
 
     def tanh(self) -> Tensor:
+        """Element-wise hyperbolic tangent, same shape and dtype."""
         from myelin.nn import functional as F
 
         return F.tanh(self)
 
-    def softmax(self, dim: int = -1) -> Tensor:
+    def softmax(self, dim: builtins.int = -1) -> Tensor:
+        """``exp(x) / sum(exp(x))`` over ``dim``; same shape and dtype."""
         from myelin.nn import functional as F
 
         return F.softmax(self, dim)
 
-    def log_softmax(self, dim: int = -1) -> Tensor:
+    def log_softmax(self, dim: builtins.int = -1) -> Tensor:
+        """``log(softmax(x))`` over ``dim``, computed stably; same shape and dtype."""
         from myelin.nn import functional as F
 
         return F.log_softmax(self, dim)
 
     # ------------------------------------------------------------ reductions
 
-    def sum(self, dim=None, keepdim: bool = False) -> Tensor:
+    def sum(
+        self,
+        dim: builtins.int | tuple[builtins.int, ...] | None = None,
+        keepdim: builtins.bool = False,
+    ) -> Tensor:
         """Sum over ``dim`` (all elements when None)."""
         x = self._data
         dim = _check_axis(dim, x.ndim)
@@ -608,7 +656,11 @@ class Tensor:
             lambda g: (np.broadcast_to(_expand_reduced(g, shape, dim, keepdim), shape),),
         )
 
-    def mean(self, dim=None, keepdim: bool = False) -> Tensor:
+    def mean(
+        self,
+        dim: builtins.int | tuple[builtins.int, ...] | None = None,
+        keepdim: builtins.bool = False,
+    ) -> Tensor:
         """Mean over ``dim`` (all elements when None)."""
         x = self._data
         if x.dtype.kind != "f":
@@ -624,7 +676,7 @@ class Tensor:
 
         return _make(out, (self,), backward)
 
-    def _extreme(self, dim, keepdim: bool, arg):
+    def _extreme(self, dim, keepdim: builtins.bool, arg):
         x = self._data
         if dim is None:
             flat = x.reshape(-1)
@@ -643,7 +695,7 @@ class Tensor:
         idx = np.expand_dims(arg(x, axis=d), d)
         vals = np.take_along_axis(x, idx, axis=d)
 
-        def backward(g):
+        def backward(g):  # type: ignore[no-redef]
             full = np.zeros(x.shape, x.dtype)
             gg = g if keepdim else np.expand_dims(g, d)
             np.put_along_axis(full, idx, gg, axis=d)
@@ -654,22 +706,23 @@ class Tensor:
             vals = np.squeeze(vals, d)
         return MaxResult(_make(vals, (self,), backward), Tensor(indices.astype(np.int64)))
 
-    def max(self, dim=None, keepdim: bool = False):
+    def max(self, dim: builtins.int | None = None, keepdim: builtins.bool = False):
         """The largest element, or ``(values, indices)`` along ``dim`` (as ``torch.max``)."""
         return self._extreme(dim, keepdim, np.argmax)
 
-    def min(self, dim=None, keepdim: bool = False):
+    def min(self, dim: builtins.int | None = None, keepdim: builtins.bool = False):
         """The smallest element, or ``(values, indices)`` along ``dim`` (as ``torch.min``)."""
         return self._extreme(dim, keepdim, np.argmin)
 
-    def argmax(self, dim=None, keepdim: bool = False) -> Tensor:
+    def argmax(self, dim: builtins.int | None = None, keepdim: builtins.bool = False) -> Tensor:
         """Index of the largest element (of the flattened tensor when ``dim`` is None)."""
         if dim is None:
             return Tensor(np.asarray(np.argmax(self._data), dtype=np.int64))
         d = _check_axis(dim, self.ndim)
         return Tensor(np.argmax(self._data, axis=d, keepdims=keepdim).astype(np.int64))
 
-    def argmin(self, dim=None, keepdim: bool = False) -> Tensor:
+    def argmin(self, dim: builtins.int | None = None, keepdim: builtins.bool = False) -> Tensor:
+        """Indices of the minima over ``dim`` (over the flattened tensor if None), int64."""
         if dim is None:
             return Tensor(np.asarray(np.argmin(self._data), dtype=np.int64))
         d = _check_axis(dim, self.ndim)
@@ -681,7 +734,8 @@ class Tensor:
 
     # ------------------------------------------------------------ shape
 
-    def reshape(self, *shape) -> Tensor:
+    def reshape(self, *shape: builtins.int | Sequence[builtins.int]) -> Tensor:
+        """The same elements in ``shape`` (one entry may be -1); a view where NumPy can."""
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         src = self._data.shape
@@ -693,7 +747,8 @@ class Tensor:
 
     view = reshape
 
-    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    def flatten(self, start_dim: builtins.int = 0, end_dim: builtins.int = -1) -> Tensor:
+        """Merge the dimensions ``start_dim..end_dim`` into one (a view where NumPy can)."""
         shape = self._data.shape
         if not shape:
             return self.reshape(1)
@@ -704,31 +759,36 @@ class Tensor:
             merged *= n
         return self.reshape(shape[:s] + (merged,) + shape[e + 1 :])
 
-    def permute(self, *dims) -> Tensor:
+    def permute(self, *dims: Any) -> Tensor:
+        """The dimensions reordered as ``dims`` (a view of the data)."""
         if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
             dims = tuple(dims[0])
         dims = tuple(_check_axis(d, self.ndim) for d in dims)
         inv = tuple(np.argsort(dims))
         return _make(self._data.transpose(dims), (self,), lambda g: (g.transpose(inv),))
 
-    def transpose(self, dim0: int, dim1: int) -> Tensor:
+    def transpose(self, dim0: builtins.int, dim1: builtins.int) -> Tensor:
+        """Swap dimensions ``dim0`` and ``dim1`` (a view of the data)."""
         order = list(range(self.ndim))
         a, b = _check_axis(dim0, self.ndim), _check_axis(dim1, self.ndim)
         order[a], order[b] = order[b], order[a]
         return self.permute(order)
 
     def t(self) -> Tensor:
+        """The transpose of a tensor of at most 2 dimensions."""
         if self.ndim > 2:
             raise ValueError(f"t() expects a tensor of at most 2 dimensions, got {self.ndim}")
         return self.T
 
-    def unsqueeze(self, dim: int) -> Tensor:
+    def unsqueeze(self, dim: builtins.int) -> Tensor:
+        """Insert a dimension of size 1 at ``dim``."""
         d = dim if dim >= 0 else dim + self.ndim + 1
         if not 0 <= d <= self.ndim:
             raise IndexError(f"dim {dim} is out of range for unsqueeze of {self.ndim} dims")
         return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
 
-    def squeeze(self, dim=None) -> Tensor:
+    def squeeze(self, dim: builtins.int | None = None) -> Tensor:
+        """Drop ``dim`` if it has size 1 (every size-1 dimension if None)."""
         if dim is None:
             return self.reshape(tuple(n for n in self.shape if n != 1))
         d = _check_axis(dim, self.ndim)
@@ -805,7 +865,7 @@ _UFUNC_OPS = {
 }
 
 
-def matmul(a, b) -> Tensor:
+def matmul(a: TensorLike, b: TensorLike) -> Tensor:
     """Matrix product with ``np.matmul`` broadcasting, on myelin's GEMM (``torch.matmul``)."""
     a, b = as_tensor(a), as_tensor(b)
     x, y = a._data, b._data
@@ -855,7 +915,7 @@ def _float_dtype(dtype) -> np.dtype:
     return dt
 
 
-def tensor(data, dtype=None, requires_grad: bool = False) -> Tensor:
+def tensor(data: TensorLike, dtype: DTypeLike | None = None, requires_grad: bool = False) -> Tensor:
     """A new tensor holding a copy of ``data`` (``torch.tensor``).
 
     Python floats give float32 and ints int64; an ndarray keeps its dtype unless ``dtype`` is given.
@@ -873,41 +933,66 @@ def from_numpy(array: np.ndarray) -> Tensor:
     return Tensor(_to_array(array))
 
 
-def zeros(*size, dtype=None, requires_grad: bool = False) -> Tensor:
+def zeros(
+    *size: int | Sequence[int], dtype: DTypeLike | None = None, requires_grad: bool = False
+) -> Tensor:
+    """A tensor of zeros of shape ``size`` (float32 unless ``dtype`` says otherwise)."""
     return Tensor(np.zeros(_shape(size), _float_dtype(dtype)), requires_grad=requires_grad)
 
 
-def ones(*size, dtype=None, requires_grad: bool = False) -> Tensor:
+def ones(
+    *size: int | Sequence[int], dtype: DTypeLike | None = None, requires_grad: bool = False
+) -> Tensor:
+    """A tensor of ones of shape ``size`` (float32 unless ``dtype`` says otherwise)."""
     return Tensor(np.ones(_shape(size), _float_dtype(dtype)), requires_grad=requires_grad)
 
 
-def zeros_like(t, dtype=None) -> Tensor:
+def zeros_like(t: TensorLike, dtype: DTypeLike | None = None) -> Tensor:
+    """Zeros of the shape (and dtype, unless given) of ``t``."""
     return Tensor(np.zeros_like(_to_array(t), dtype=dtype))
 
 
-def ones_like(t, dtype=None) -> Tensor:
+def ones_like(t: TensorLike, dtype: DTypeLike | None = None) -> Tensor:
+    """Ones of the shape (and dtype, unless given) of ``t``."""
     return Tensor(np.ones_like(_to_array(t), dtype=dtype))
 
 
-def full(size, fill_value, dtype=None) -> Tensor:
+def full(size: int | Sequence[int], fill_value: float, dtype: DTypeLike | None = None) -> Tensor:
+    """A tensor of shape ``size`` filled with ``fill_value`` (float32 by default)."""
     return Tensor(np.full(_shape((size,)), fill_value, _float_dtype(dtype)))
 
 
-def randn(*size, dtype=None, generator=None, requires_grad: bool = False) -> Tensor:
+def randn(
+    *size: int | Sequence[int],
+    dtype: DTypeLike | None = None,
+    generator: GeneratorLike = None,
+    requires_grad: bool = False,
+) -> Tensor:
     """Standard normal samples from the (seedable) generator."""
     rng = _random.get_rng(generator)
     data = rng.standard_normal(_shape(size), dtype=_float_dtype(dtype))
     return Tensor(data, requires_grad=requires_grad)
 
 
-def rand(*size, dtype=None, generator=None, requires_grad: bool = False) -> Tensor:
+def rand(
+    *size: int | Sequence[int],
+    dtype: DTypeLike | None = None,
+    generator: GeneratorLike = None,
+    requires_grad: bool = False,
+) -> Tensor:
     """Uniform samples on [0, 1) from the (seedable) generator."""
     rng = _random.get_rng(generator)
     data = rng.random(_shape(size), dtype=_float_dtype(dtype))
     return Tensor(data, requires_grad=requires_grad)
 
 
-def randint(low, high=None, size=(), dtype=None, generator=None) -> Tensor:
+def randint(
+    low: int,
+    high: int | None = None,
+    size: int | Sequence[int] = (),
+    dtype: DTypeLike | None = None,
+    generator: GeneratorLike = None,
+) -> Tensor:
     """Integers uniform on [low, high) (``torch.randint(low, high, size)``)."""
     if high is None:
         low, high = 0, low
@@ -919,11 +1004,14 @@ def randint(low, high=None, size=(), dtype=None, generator=None) -> Tensor:
     return Tensor(rng.integers(low, high, size=shape).astype(dt))
 
 
-def randperm(n: int, generator=None) -> Tensor:
+def randperm(n: int, generator: GeneratorLike = None) -> Tensor:
+    """A random permutation of ``0..n-1`` (int64), from ``generator`` or the default."""
     return Tensor(_random.get_rng(generator).permutation(operator.index(n)).astype(np.int64))
 
 
-def arange(start, end=None, step=1, dtype=None) -> Tensor:
+def arange(
+    start: float, end: float | None = None, step: float = 1, dtype: DTypeLike | None = None
+) -> Tensor:
     """Evenly spaced values in [start, end) (int64 for integer arguments, else float32)."""
     if end is None:
         start, end = 0, start
@@ -933,7 +1021,7 @@ def arange(start, end=None, step=1, dtype=None) -> Tensor:
     return Tensor(np.arange(start, end, step, dtype=np.dtype(dtype)))
 
 
-def cat(tensors, dim: int = 0) -> Tensor:
+def cat(tensors: Sequence[TensorLike], dim: int = 0) -> Tensor:
     """Concatenate along ``dim`` (differentiable)."""
     ts = [as_tensor(t) for t in tensors]
     if not ts:
@@ -944,13 +1032,14 @@ def cat(tensors, dim: int = 0) -> Tensor:
     return _make(out, tuple(ts), lambda g: tuple(np.split(g, bounds, axis=d)))
 
 
-def stack(tensors, dim: int = 0) -> Tensor:
+def stack(tensors: Sequence[TensorLike], dim: int = 0) -> Tensor:
     """Stack along a new axis ``dim`` (differentiable)."""
     ts = [as_tensor(t).unsqueeze(dim) for t in tensors]
     return cat(ts, dim)
 
 
-def where(condition, x, y) -> Tensor:
+def where(condition: TensorLike, x: TensorLike, y: TensorLike) -> Tensor:
+    """``x`` where ``condition`` holds, else ``y`` (broadcast; differentiable in x, y)."""
     cond = _to_array(condition).astype(bool)
     x, y = as_tensor(x), as_tensor(y)
     out = np.where(cond, x._data, y._data)

@@ -27,6 +27,7 @@ import sys
 import time
 import warnings
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +35,12 @@ from myelin import _random, nn, ops, optim
 from myelin._autograd import no_grad
 from myelin.callbacks import History, _CallbackList, _check_callbacks
 from myelin.tensor import Tensor
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from myelin.callbacks import Callback
+    from myelin.nn.module import Module
 
 __all__ = ["compile", "evaluate", "fit", "predict"]
 
@@ -68,6 +75,14 @@ class _Compiled:
         "threshold",
         "metrics",
     )
+    builder: Any
+    optimizer: Any
+    kind: str
+    loss_fn: Any
+    logits_fn: Any
+    split: Any
+    threshold: Any
+    metrics: Any
 
     def __init__(self, **kw) -> None:
         for k, v in kw.items():
@@ -77,7 +92,7 @@ class _Compiled:
 # ---------------------------------------------------------------- compile
 
 
-def compile(model, optimizer="adam", loss=None, metrics=()):
+def compile(model: Module, optimizer: Any = "adam", loss: Any = None, metrics: Sequence[str] = ()):
     """Configure ``model`` for :func:`fit` and :func:`evaluate` (``keras.Model.compile``,
     https://keras.io/api/models/model_training_apis/).
 
@@ -103,6 +118,8 @@ def compile(model, optimizer="adam", loss=None, metrics=()):
         one-hot targets; for one output per sample, output > 0 on logits (> 0.5 when the loss is
         not on logits) against 0/1 labels.
 
+    Notes
+    -----
     Sets ``model.optimizer`` (None until built for a lazy model), ``model.loss_fn``,
     ``model.compiled_metrics`` and ``model._compile_config`` (JSON-able: optimizer name and
     learning rate when given by name, loss name, metric names).
@@ -270,7 +287,7 @@ def _warn_activation_mismatch(model, kind, loss_fn, split: bool) -> None:
 def _stacklevel() -> int:
     """The stacklevel that points a warning at the first caller outside myelin."""
     here = os.path.dirname(os.path.abspath(__file__))
-    frame = sys._getframe(1)
+    frame: Any = sys._getframe(1)
     level = 1
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(here):
         frame = frame.f_back
@@ -387,7 +404,7 @@ class _LoaderBatches:
         self.name = name
         self.targets = targets
         try:
-            self.steps = len(loader)
+            self.steps: int | None = len(loader)
         except TypeError:
             self.steps = None
 
@@ -615,7 +632,7 @@ class _Progress:
         self.epoch = epoch
         self.t0 = time.perf_counter()
         self.last = -math.inf
-        self.busy = None
+        self.busy: float | None = None
 
     def _line(self, step: int, logs: dict, seen: int, elapsed: float, bar: bool, busy=None) -> str:
         """One status line; the throughput is ``seen`` samples over ``busy`` seconds of training
@@ -713,16 +730,16 @@ def _nan_message(value: float, epoch: int, epochs: int, batch: int, steps) -> st
 
 
 def fit(
-    model,
-    x=None,
-    y=None,
+    model: Module,
+    x: Any = None,
+    y: Any = None,
     epochs: int = 1,
     batch_size: int = 32,
     validation_split: float = 0.0,
-    validation_data=None,
+    validation_data: Any = None,
     shuffle: bool = True,
-    callbacks=(),
-    verbose=1,
+    callbacks: Sequence[Callback] | None = (),
+    verbose: int | str = 1,
     initial_epoch: int = 0,
 ) -> History:
     """Train ``model`` for ``epochs`` passes over the data (``keras.Model.fit``,
@@ -795,7 +812,7 @@ def fit(
                 "x is an iterator, which can be gone through only once, but fit was asked for "
                 f"{epochs - initial_epoch} epochs; pass a DataLoader or a list of batches"
             )
-        train = _LoaderBatches(x, state.kind, dtype, "x")
+        train: Any = _LoaderBatches(x, state.kind, dtype, "x")
         samples = None
     else:
         train = _pair(x, y, state.kind, dtype, batch_size, shuffle, "fit")
@@ -928,13 +945,13 @@ def _train(model, state, train, val, cbs, progress, initial_epoch: int, epochs: 
 
 
 def evaluate(
-    model,
-    x=None,
-    y=None,
+    model: Module,
+    x: Any = None,
+    y: Any = None,
     batch_size: int = 32,
-    verbose=0,
+    verbose: int | str = 0,
     return_dict: bool = False,
-    callbacks=None,
+    callbacks: Sequence[Callback] | None = None,
 ):
     """Loss and metrics of ``model`` on ``(x, y)`` in eval mode without a graph
     (``keras.Model.evaluate``, https://keras.io/api/models/model_training_apis/).
@@ -967,7 +984,7 @@ def evaluate(
     return [logs["loss"], *(logs[m] for m in state.metrics)]
 
 
-def predict(model, x, batch_size: int = 32, verbose=0) -> np.ndarray:
+def predict(model: Module, x: Any, batch_size: int = 32, verbose: int | str = 0) -> np.ndarray:
     """The model's outputs for ``x``, batch by batch, concatenated (``keras.Model.predict``,
     https://keras.io/api/models/model_training_apis/).
 
@@ -993,7 +1010,7 @@ def predict(model, x, batch_size: int = 32, verbose=0) -> np.ndarray:
     dtype = _param_dtype(model)
     if isinstance(x, (list, tuple)) or not _is_batches(x):
         xa = _inputs(x, dtype, "x")
-        batches = _ArrayBatches(xa, None, batch_size, shuffle=False)
+        batches: Any = _ArrayBatches(xa, None, batch_size, shuffle=False)
     else:
         batches = _LoaderBatches(x, None, dtype, "x", targets=False)
     t0 = time.perf_counter()

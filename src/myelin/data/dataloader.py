@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections.abc
 import numbers
 import operator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,6 +19,13 @@ from myelin import _random
 from myelin._autograd import is_grad_enabled
 from myelin.data.dataset import Subset, TensorDataset, _check_map_style
 from myelin.tensor import Tensor, stack
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence, Sized
+    from typing import Any
+
+    from myelin._typing import GeneratorLike
+    from myelin.data.dataset import Dataset
 
 __all__ = [
     "BatchSampler",
@@ -72,7 +80,7 @@ class SequentialSampler(Sampler):
     See https://pytorch.org/docs/stable/data.html#torch.utils.data.SequentialSampler
     """
 
-    def __init__(self, data_source) -> None:
+    def __init__(self, data_source: Sized) -> None:
         _check_map_style(data_source, "SequentialSampler: data_source")
         self.data_source = data_source
 
@@ -104,7 +112,13 @@ class RandomSampler(Sampler):
     See https://pytorch.org/docs/stable/data.html#torch.utils.data.RandomSampler
     """
 
-    def __init__(self, data_source, replacement=False, num_samples=None, generator=None) -> None:
+    def __init__(
+        self,
+        data_source: Sized,
+        replacement: bool = False,
+        num_samples: int | None = None,
+        generator: GeneratorLike = None,
+    ) -> None:
         _check_map_style(data_source, "RandomSampler: data_source")
         self.data_source = data_source
         self.replacement = _check_bool(replacement, "replacement", "RandomSampler")
@@ -116,6 +130,7 @@ class RandomSampler(Sampler):
 
     @property
     def num_samples(self) -> int:
+        """Indices drawn per epoch: ``num_samples`` if given, else ``len(data_source)``."""
         return len(self.data_source) if self._num_samples is None else self._num_samples
 
     def _epoch_indices(self) -> np.ndarray:
@@ -161,7 +176,7 @@ class BatchSampler(Sampler):
     See https://pytorch.org/docs/stable/data.html#torch.utils.data.BatchSampler
     """
 
-    def __init__(self, sampler, batch_size, drop_last) -> None:
+    def __init__(self, sampler: Sampler | Sequence[int], batch_size: int, drop_last: bool) -> None:
         self.sampler = sampler
         self.batch_size = _check_positive_int(batch_size, "batch_size", "BatchSampler")
         self.drop_last = _check_bool(drop_last, "drop_last", "BatchSampler")
@@ -179,7 +194,7 @@ class BatchSampler(Sampler):
             yield batch.tolist()
 
     def __len__(self) -> int:
-        n = len(self.sampler)
+        n = len(self.sampler)  # type: ignore[arg-type]
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
 
@@ -196,7 +211,7 @@ def _stack_arrays(arrays: list, what: str) -> np.ndarray:
     return np.stack(arrays)
 
 
-def default_collate(batch):
+def default_collate(batch: Sequence[Any]):
     """Stack a list of samples into a batch (``torch.utils.data.default_collate``).
 
     Parameters
@@ -244,7 +259,7 @@ def default_collate(batch):
     if isinstance(elem, (str, bytes)):
         return list(batch)
     if isinstance(elem, collections.abc.Mapping):
-        return type(elem)({key: default_collate([s[key] for s in batch]) for key in elem})
+        return type(elem)({key: default_collate([s[key] for s in batch]) for key in elem})  # type: ignore[call-arg]
     if isinstance(elem, collections.abc.Sequence):
         size = len(elem)
         if any(len(s) != size for s in batch):
@@ -318,18 +333,18 @@ class DataLoader:
 
     def __init__(
         self,
-        dataset,
-        batch_size=1,
-        shuffle=False,
+        dataset: Dataset,
+        batch_size: int | None = 1,
+        shuffle: bool | None = False,
         *,
-        drop_last=False,
-        generator=None,
-        sampler=None,
-        batch_sampler=None,
-        collate_fn=None,
-        num_workers=0,
-        pin_memory=False,
-        persistent_workers=False,
+        drop_last: bool = False,
+        generator: GeneratorLike = None,
+        sampler: Sampler | Sequence[int] | None = None,
+        batch_sampler: Sampler | Sequence[Sequence[int]] | None = None,
+        collate_fn: Callable[[list], Any] | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
     ) -> None:
         _check_map_style(dataset, "DataLoader: dataset")
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
@@ -385,7 +400,7 @@ class DataLoader:
             yield self.collate_fn([self.dataset[i] for i in idx.tolist()])
 
     def __len__(self) -> int:
-        return len(self.batch_sampler)
+        return len(self.batch_sampler)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         return (

@@ -8,11 +8,17 @@ import math
 import numbers
 import operator
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from myelin import _random
 from myelin.tensor import Tensor, as_tensor
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from myelin._typing import GeneratorLike, TensorLike
 
 __all__ = ["ConcatDataset", "Dataset", "Subset", "TensorDataset", "random_split"]
 
@@ -58,7 +64,7 @@ class TensorDataset(Dataset):
     See https://pytorch.org/docs/stable/data.html#torch.utils.data.TensorDataset
     """
 
-    def __init__(self, *tensors) -> None:
+    def __init__(self, *tensors: TensorLike) -> None:
         if not tensors:
             raise ValueError("TensorDataset needs at least one tensor, got none")
         stored = []
@@ -128,7 +134,7 @@ class Subset(Dataset):
     See https://pytorch.org/docs/stable/data.html#torch.utils.data.Subset
     """
 
-    def __init__(self, dataset, indices) -> None:
+    def __init__(self, dataset: Dataset, indices: Sequence[int] | np.ndarray) -> None:
         _check_map_style(dataset, "Subset: dataset")
         arr = _index_array(indices, "Subset: indices")
         n = len(dataset)
@@ -177,7 +183,7 @@ class ConcatDataset(Dataset):
     See https://pytorch.org/docs/stable/data.html#torch.utils.data.ConcatDataset
     """
 
-    def __init__(self, datasets) -> None:
+    def __init__(self, datasets: Iterable[Dataset]) -> None:
         try:
             datasets = list(datasets)
         except TypeError:
@@ -269,7 +275,9 @@ def _split_lengths(lengths, n: int) -> list[int]:
     return out
 
 
-def random_split(dataset, lengths, generator=None) -> list[Subset]:
+def random_split(
+    dataset: Dataset, lengths: Sequence[int | float], generator: GeneratorLike = None
+) -> list[Subset]:
     """Split ``dataset`` at random into non-overlapping ``Subset``\\ s
     (``torch.utils.data.random_split``).
 

@@ -4,10 +4,17 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from myelin.tensor import Tensor, _to_array
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
+
+    from myelin._typing import TensorLike
 
 __all__ = ["Normalize"]
 
@@ -48,7 +55,7 @@ class Normalize:
 
     # ------------------------------------------------------------ fitting
 
-    def fit(self, x) -> Normalize:
+    def fit(self, x: TensorLike) -> Normalize:
         """Compute ``mean_`` and ``std_`` over axis 0 of ``x`` (shape ``(N, ...)``, N >= 1);
         returns ``self``."""
         arr = self._array(x, "fit")
@@ -60,21 +67,21 @@ class Normalize:
         self.mean_, self.std_ = mean, std
         return self
 
-    def fit_transform(self, x):
+    def fit_transform(self, x: TensorLike):
         """``fit(x)``, then ``transform(x)``."""
         return self.fit(x).transform(x)
 
     # ------------------------------------------------------------ applying
 
-    def transform(self, x):
+    def transform(self, x: TensorLike):
         """``(x - mean_) / std_``, of the kind and (float) dtype of ``x``."""
         return self._apply(x, "transform", inverse=False)
 
-    def inverse_transform(self, x):
+    def inverse_transform(self, x: TensorLike):
         """``x * std_ + mean_``: undo ``transform``, of the kind and (float) dtype of ``x``."""
         return self._apply(x, "inverse_transform", inverse=True)
 
-    def __call__(self, x):
+    def __call__(self, x: TensorLike):
         return self.transform(x)
 
     def _apply(self, x, what: str, inverse: bool):
@@ -93,7 +100,7 @@ class Normalize:
             dt = arr.dtype
         else:
             dt = np.dtype(np.float32 if is_tensor else np.float64)
-        mean, std = self.mean_.astype(dt), self.std_.astype(dt)
+        mean, std = self.mean_.astype(dt), self.std_.astype(dt)  # type: ignore[union-attr]
         if is_tensor:
             xt = x.to(dt)
             return xt * Tensor(std) + Tensor(mean) if inverse else (xt - Tensor(mean)) / Tensor(std)
@@ -126,9 +133,9 @@ class Normalize:
         """The fitted statistics: ``{"mean": mean_, "std": std_}`` (copies)."""
         if self.mean_ is None:
             raise RuntimeError("Normalize.state_dict: not fitted yet; call fit(x) first")
-        return OrderedDict(mean=self.mean_.copy(), std=self.std_.copy())
+        return OrderedDict(mean=self.mean_.copy(), std=self.std_.copy())  # type: ignore[union-attr]
 
-    def load_state_dict(self, state_dict) -> None:
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore ``mean_`` and ``std_`` from the output of ``state_dict()``."""
         try:
             keys = set(state_dict.keys())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import operator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,6 +20,11 @@ from myelin.nn import Dropout as _TorchDropout
 from myelin.nn import Flatten, Module, Parameter, ReLU
 from myelin.nn import functional as F
 from myelin.tensor import Tensor, _float_dtype
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from myelin._typing import DTypeLike, TensorLike
 
 __all__ = ["Activation", "Dense", "Dropout", "Flatten", "ReLU"]
 
@@ -156,10 +162,10 @@ class Dense(Module):
         kernel_initializer: str = "glorot_uniform",
         bias_initializer: str = "zeros",
         *,
-        input_shape=None,
+        input_shape: int | Sequence[int] | None = None,
         input_dim: int | None = None,
         in_features: int | None = None,
-        dtype=None,
+        dtype: DTypeLike | None = None,
         name: str | None = None,
     ) -> None:
         super().__init__()
@@ -174,7 +180,7 @@ class Dense(Module):
         if name is not None and not isinstance(name, str):
             raise TypeError(f"Dense: name must be a str or None, got {type(name).__name__}")
         self.name = name
-        self.in_features = None
+        self.in_features: int | None = None
         self.input_shape = self._input_shape(input_shape, input_dim)
         if in_features is not None:
             in_features = _positive_int(in_features, "in_features", self._signature())
@@ -222,7 +228,7 @@ class Dense(Module):
         """The output activation a loss on logits may split off: "softmax", "sigmoid" or None."""
         return self.activation if self.activation in ("softmax", "sigmoid") else None
 
-    def build(self, input_shape) -> None:
+    def build(self, input_shape: int | Sequence[int]) -> None:
         """Create ``weight`` and ``bias`` for inputs of shape ``(..., in_features)``
         (``input_shape`` an int or a shape whose last entry is ``in_features``)."""
         n = input_shape if isinstance(input_shape, (int, np.integer)) else tuple(input_shape)[-1]
@@ -238,7 +244,7 @@ class Dense(Module):
         self.weight = Parameter(weight.astype(self.dtype))
         if self.use_bias:
             bias = _initial_values(self.bias_initializer, (self.units,), self.units, self.units)
-            self.bias = Parameter(bias.astype(self.dtype))
+            self.bias: Parameter | None = Parameter(bias.astype(self.dtype))
         else:
             self.bias = None
         self.in_features = n
@@ -259,12 +265,12 @@ class Dense(Module):
             )
         return x
 
-    def forward_logits(self, x) -> Tensor:
+    def forward_logits(self, x: TensorLike) -> Tensor:
         """``x @ weight.T + bias``: the output before the activation (what a loss on logits
         takes when :attr:`split_activation` is set)."""
         return F.linear(self._input(x), self.weight, self.bias)
 
-    def forward(self, x) -> Tensor:
+    def forward(self, x: TensorLike) -> Tensor:
         x = self._input(x)
         if self.activation == "softmax":
             return F.softmax(F.linear(x, self.weight, self.bias), dim=-1)
@@ -276,6 +282,7 @@ class Dense(Module):
         return f"Dense({self.units})"
 
     def get_config(self) -> dict:
+        """The constructor arguments, as ``save_model`` stores them."""
         config = {
             "units": self.units,
             "activation": self.activation,
@@ -314,9 +321,11 @@ class Dropout(_TorchDropout):
 
     @property
     def rate(self) -> float:
+        """The drop probability (Keras' name for ``p``)."""
         return self.p
 
     def get_config(self) -> dict:
+        """The constructor arguments, as ``save_model`` stores them."""
         return {"rate": self.p}
 
     def extra_repr(self) -> str:
@@ -340,7 +349,7 @@ class Activation(Module):
         _activation_name(activation, "Activation")
         self.activation = activation
 
-    def forward(self, x) -> Tensor:
+    def forward(self, x: TensorLike) -> Tensor:
         a = self.activation
         if a == "linear":
             return x if isinstance(x, Tensor) else F._float_input(x, "input")
@@ -351,6 +360,7 @@ class Activation(Module):
         return {"relu": F.relu, "sigmoid": F.sigmoid, "tanh": F.tanh}[a](x)
 
     def get_config(self) -> dict:
+        """The constructor arguments, as ``save_model`` stores them."""
         return {"activation": self.activation}
 
     def extra_repr(self) -> str:

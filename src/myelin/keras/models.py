@@ -4,10 +4,14 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from myelin import nn, serialization
 from myelin.keras.layers import Activation, Dense
 from myelin.nn import Module
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 __all__ = ["Sequential", "load_model", "save_model"]
 
@@ -55,7 +59,7 @@ def _propagate(layers, shape: tuple) -> None:
             else:
                 shape = (*shape[:-1], layer.out_features)
         elif isinstance(layer, nn.Flatten):
-            shape = _flatten_shape(layer, shape)
+            shape = _flatten_shape(layer, shape)  # type: ignore[assignment]
             if shape is None:
                 return
         elif not isinstance(layer, _SAME_SHAPE):
@@ -71,6 +75,8 @@ class Sequential(nn.Sequential):
         Added in order with :meth:`add`.
     name : str, optional
 
+    Notes
+    -----
     When the first layer knows the input (``Dense(..., input_shape=(10,))`` or
     ``input_dim=10``), each ``Dense`` whose input size is unknown is built as it is added,
     walking the list (a ``Dense`` turns the feature count into its ``units``; ``Dropout`` and
@@ -80,7 +86,7 @@ class Sequential(nn.Sequential):
     ``state_dict()`` (keys ``"0.weight"``, ``"0.bias"``, ...) work as for any Module.
     """
 
-    def __init__(self, layers=None, name: str | None = None) -> None:
+    def __init__(self, layers: Iterable[Module] | None = None, name: str | None = None) -> None:
         super().__init__()
         self.name = name
         if layers is None:

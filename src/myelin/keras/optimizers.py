@@ -14,8 +14,14 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import TYPE_CHECKING
 
 from myelin import optim
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from myelin.tensor import Tensor
 
 __all__ = ["SGD", "Adam", "AdamW", "Optimizer", "RMSprop"]
 
@@ -44,7 +50,7 @@ class Optimizer:
     def __init__(self, learning_rate: float) -> None:
         self.learning_rate = _real(learning_rate, "learning_rate", type(self).__name__)
 
-    def build(self, parameters) -> optim.Optimizer:
+    def build(self, parameters: Iterable[Tensor]) -> optim.Optimizer:
         """The :mod:`myelin.optim` optimizer over ``parameters`` (an iterable of Parameters,
         e.g. ``model.parameters()``) with these options."""
         raise NotImplementedError
@@ -82,7 +88,7 @@ class Adam(Optimizer):
             None if weight_decay is None else _real(weight_decay, "weight_decay", owner)
         )
 
-    def build(self, parameters) -> optim.Optimizer:
+    def build(self, parameters: Iterable[Tensor]) -> optim.Optimizer:
         cls = optim.AdamW if self.weight_decay else optim.Adam
         return cls(
             parameters,
@@ -140,7 +146,7 @@ class SGD(Optimizer):
                 "myelin.optim.SGD(params, lr, momentum, weight_decay=...) for PyTorch's rule"
             )
 
-    def build(self, parameters) -> optim.Optimizer:
+    def build(self, parameters: Iterable[Tensor]) -> optim.Optimizer:
         return optim.SGD(
             parameters,
             lr=self.learning_rate,
@@ -170,7 +176,7 @@ class RMSprop(Optimizer):
         self.epsilon = _real(epsilon, "epsilon", owner)
         self.centered = _flag(centered, "centered", owner)
 
-    def build(self, parameters) -> optim.Optimizer:
+    def build(self, parameters: Iterable[Tensor]) -> optim.Optimizer:
         return optim.RMSprop(
             parameters,
             lr=self.learning_rate,

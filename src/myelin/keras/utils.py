@@ -4,10 +4,14 @@
 from __future__ import annotations
 
 import operator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from myelin._random import manual_seed
+
+if TYPE_CHECKING:
+    from myelin._typing import ArrayLike, DTypeLike
 
 __all__ = ["set_random_seed", "to_categorical"]
 
@@ -16,7 +20,9 @@ set_random_seed = manual_seed
 (``keras.utils.set_random_seed``); an alias of :func:`myelin.manual_seed`."""
 
 
-def to_categorical(x, num_classes: int | None = None, dtype="float32") -> np.ndarray:
+def to_categorical(
+    x: ArrayLike, num_classes: int | None = None, dtype: DTypeLike = "float32"
+) -> np.ndarray:
     """One-hot rows for integer class labels (``keras.utils.to_categorical``,
     https://keras.io/api/utils/python_utils/#tocategorical-function).
 

@@ -7,12 +7,19 @@ graph node whose backward is one (or two) kernel calls of :mod:`myelin.ops`.
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from myelin import _random, ops
 from myelin._autograd import is_grad_enabled
 from myelin.tensor import Tensor, _make, as_tensor
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
+    from myelin._typing import DTypeLike, GeneratorLike, TensorLike
 
 __all__ = [
     "binary_cross_entropy",
@@ -54,7 +61,14 @@ def _float_input(x, name: str, like: Tensor | None = None) -> Tensor:
 # ---------------------------------------------------------------- linear
 
 
-def linear(input, weight, bias=None, activation=None, *, negative_slope: float = 0.01) -> Tensor:
+def linear(
+    input: TensorLike,
+    weight: TensorLike,
+    bias: TensorLike | None = None,
+    activation: str | None = None,
+    *,
+    negative_slope: float = 0.01,
+) -> Tensor:
     """``activation(input @ weight.T + bias)`` fused in one GEMM (``torch.nn.functional.linear``
     plus an optional activation).
 
@@ -103,7 +117,7 @@ class Workspace:
         self._free: dict = {}
         self.min_size = min_size
 
-    def take(self, shape: tuple, dtype) -> np.ndarray:
+    def take(self, shape: tuple, dtype: DTypeLike) -> np.ndarray:
         free = self._free.get((shape, dtype))
         if free:
             try:
@@ -132,7 +146,9 @@ def _spare_grad(p, shape: tuple, dtype):
     return spare
 
 
-def linear_chain(input, layers, workspace: Workspace | None = None) -> Tensor:
+def linear_chain(
+    input: TensorLike, layers: Sequence[Sequence[Any]], workspace: Workspace | None = None
+) -> Tensor:
     """Several :func:`linear` layers applied in turn, recorded as ONE graph node.
 
     ``layers`` is a sequence of ``(weight, bias, activation, negative_slope, ...)`` (items
@@ -160,7 +176,7 @@ def linear_chain(input, layers, workspace: Workspace | None = None) -> Tensor:
     outs = ops.linear_chain_fast(
         x._data, weights, biases, acts, slopes, 0 if workspace is None else workspace.min_size
     )
-    pooled = []  # intermediate outputs taken from the workspace
+    pooled: list[np.ndarray] = []  # intermediate outputs taken from the workspace
     fast = outs is not None  # then nothing in the chain is large enough to pool
     if not fast:
         outs = _chain_forward(x._data, weights, biases, acts, slopes, workspace, recording, pooled)
@@ -278,12 +294,12 @@ def _activation(x, forward, backward, name: str) -> Tensor:
     return _make(y, (x,), lambda g: (backward(g, y),))
 
 
-def relu(input) -> Tensor:
+def relu(input: TensorLike) -> Tensor:
     """``max(input, 0)``; NaN propagates."""
     return _activation(input, ops.relu, ops.relu_backward, "relu")
 
 
-def leaky_relu(input, negative_slope: float = 0.01) -> Tensor:
+def leaky_relu(input: TensorLike, negative_slope: float = 0.01) -> Tensor:
     """``input`` where positive, ``negative_slope * input`` elsewhere."""
     return _activation(
         input,
@@ -293,30 +309,33 @@ def leaky_relu(input, negative_slope: float = 0.01) -> Tensor:
     )
 
 
-def sigmoid(input) -> Tensor:
+def sigmoid(input: TensorLike) -> Tensor:
     """``1 / (1 + exp(-input))``."""
     return _activation(input, ops.sigmoid, ops.sigmoid_backward, "sigmoid")
 
 
-def tanh(input) -> Tensor:
+def tanh(input: TensorLike) -> Tensor:
+    """Element-wise hyperbolic tangent (``torch.tanh``); same shape and dtype."""
     return _activation(input, ops.tanh, ops.tanh_backward, "tanh")
 
 
-def softmax(input, dim: int = -1) -> Tensor:
+def softmax(input: TensorLike, dim: int = -1) -> Tensor:
     """``exp(x) / sum(exp(x))`` along ``dim``."""
     x = _float_input(input, "input")
     y = ops.softmax(x._data, axis=dim)
     return _make(y, (x,), lambda g: (ops.softmax_backward(g, y, axis=dim),))
 
 
-def log_softmax(input, dim: int = -1) -> Tensor:
+def log_softmax(input: TensorLike, dim: int = -1) -> Tensor:
     """``log(softmax(x))`` computed stably along ``dim``."""
     x = _float_input(input, "input")
     y = ops.log_softmax(x._data, axis=dim)
     return _make(y, (x,), lambda g: (ops.log_softmax_backward(g, y, axis=dim),))
 
 
-def dropout(input, p: float = 0.5, training: bool = True, generator=None) -> Tensor:
+def dropout(
+    input: TensorLike, p: float = 0.5, training: bool = True, generator: GeneratorLike = None
+) -> Tensor:
     """Inverted dropout: zero each element with probability ``p`` and scale the rest by
     ``1 / (1 - p)``; the identity when ``training`` is False or ``p`` is 0."""
     if not 0.0 <= p <= 1.0:
@@ -354,9 +373,9 @@ def _labels(target) -> np.ndarray:
 
 
 def cross_entropy(
-    input,
-    target,
-    weight=None,
+    input: TensorLike,
+    target: TensorLike,
+    weight: TensorLike | None = None,
     ignore_index: int = -100,
     reduction: str = "mean",
     label_smoothing: float = 0.0,
@@ -429,7 +448,9 @@ def _soft_cross_entropy(x: Tensor, probs: np.ndarray, reduction: str, smoothing:
     return _make(np.asarray(per.mean() if n else np.nan), (x,), lambda g: (grad * (g / max(n, 1)),))
 
 
-def nll_loss(input, target, ignore_index: int = -100, reduction: str = "mean") -> Tensor:
+def nll_loss(
+    input: TensorLike, target: TensorLike, ignore_index: int = -100, reduction: str = "mean"
+) -> Tensor:
     """Negative log-likelihood of log-probabilities ``input`` (N, C) at integer ``target``."""
     x = _float_input(input, "input")
     lab = np.asarray(_labels(target))
@@ -461,7 +482,9 @@ def nll_loss(input, target, ignore_index: int = -100, reduction: str = "mean") -
     return _make(out, (x,), backward)
 
 
-def binary_cross_entropy_with_logits(input, target, reduction: str = "mean") -> Tensor:
+def binary_cross_entropy_with_logits(
+    input: TensorLike, target: TensorLike, reduction: str = "mean"
+) -> Tensor:
     """Sigmoid + binary cross-entropy on logits, numerically stable (PyTorch's
     ``binary_cross_entropy_with_logits``); ``input`` and ``target`` have one shape."""
     x = _float_input(input, "input")
@@ -470,7 +493,7 @@ def binary_cross_entropy_with_logits(input, target, reduction: str = "mean") -> 
     return _make(np.asarray(loss), (x,), lambda g: (_reduce_grad(g, grad, reduction),))
 
 
-def binary_cross_entropy(input, target, reduction: str = "mean") -> Tensor:
+def binary_cross_entropy(input: TensorLike, target: TensorLike, reduction: str = "mean") -> Tensor:
     """Binary cross-entropy of probabilities ``input`` in [0, 1] (``torch.nn.BCELoss``); the log
     is clamped at -100 as PyTorch does. Prefer :func:`binary_cross_entropy_with_logits`."""
     x = _float_input(input, "input")
@@ -495,7 +518,7 @@ def binary_cross_entropy(input, target, reduction: str = "mean") -> Tensor:
     return _make(np.asarray(per.mean()), (x,), lambda g: (grad * (g / n),))
 
 
-def mse_loss(input, target, reduction: str = "mean") -> Tensor:
+def mse_loss(input: TensorLike, target: TensorLike, reduction: str = "mean") -> Tensor:
     """Mean squared error ``(input - target)**2`` (``torch.nn.functional.mse_loss``)."""
     x = _float_input(input, "input")
     t = _float_input(target, "target", like=x)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from myelin import _random
 from myelin.tensor import Tensor
+
+if TYPE_CHECKING:
+    from myelin._typing import GeneratorLike
 
 __all__ = [
     "calculate_gain",
@@ -40,7 +44,7 @@ def _fans(a: np.ndarray) -> tuple[int, int]:
     return a.shape[1] * receptive, a.shape[0] * receptive
 
 
-def calculate_gain(nonlinearity: str, param=None) -> float:
+def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     """The recommended gain for ``nonlinearity`` (``torch.nn.init.calculate_gain``)."""
     if nonlinearity in ("linear", "sigmoid", "identity"):
         return 1.0
@@ -56,33 +60,43 @@ def calculate_gain(nonlinearity: str, param=None) -> float:
     raise ValueError(f"unsupported nonlinearity {nonlinearity!r}")
 
 
-def _fill(tensor, values: np.ndarray) -> Tensor:
+def _fill(tensor, values: np.ndarray | float) -> Tensor:
     a = _target(tensor)
     a[...] = values
     return tensor
 
 
-def uniform_(tensor, a: float = 0.0, b: float = 1.0, generator=None) -> Tensor:
+def uniform_(
+    tensor: Tensor | np.ndarray, a: float = 0.0, b: float = 1.0, generator: GeneratorLike = None
+) -> Tensor:
     """Fill with samples of U(a, b)."""
     arr = _target(tensor)
     return _fill(tensor, _random.get_rng(generator).uniform(a, b, arr.shape))
 
 
-def normal_(tensor, mean: float = 0.0, std: float = 1.0, generator=None) -> Tensor:
+def normal_(
+    tensor: Tensor | np.ndarray,
+    mean: float = 0.0,
+    std: float = 1.0,
+    generator: GeneratorLike = None,
+) -> Tensor:
     """Fill with samples of N(mean, std^2)."""
     arr = _target(tensor)
     return _fill(tensor, _random.get_rng(generator).normal(mean, std, arr.shape))
 
 
-def constant_(tensor, val: float) -> Tensor:
+def constant_(tensor: Tensor | np.ndarray, val: float) -> Tensor:
+    """Fill with ``val`` in place."""
     return _fill(tensor, val)
 
 
-def zeros_(tensor) -> Tensor:
+def zeros_(tensor: Tensor | np.ndarray) -> Tensor:
+    """Fill with zeros in place."""
     return _fill(tensor, 0.0)
 
 
-def ones_(tensor) -> Tensor:
+def ones_(tensor: Tensor | np.ndarray) -> Tensor:
+    """Fill with ones in place."""
     return _fill(tensor, 1.0)
 
 
@@ -96,7 +110,11 @@ def _fan(arr: np.ndarray, mode: str) -> int:
 
 
 def kaiming_uniform_(
-    tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu", generator=None
+    tensor: Tensor | np.ndarray,
+    a: float = 0.0,
+    mode: str = "fan_in",
+    nonlinearity: str = "leaky_relu",
+    generator: GeneratorLike = None,
 ) -> Tensor:
     """He uniform: U(-b, b) with ``b = gain * sqrt(3 / fan)``."""
     fan = _fan(_target(tensor), mode)
@@ -105,7 +123,11 @@ def kaiming_uniform_(
 
 
 def kaiming_normal_(
-    tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu", generator=None
+    tensor: Tensor | np.ndarray,
+    a: float = 0.0,
+    mode: str = "fan_in",
+    nonlinearity: str = "leaky_relu",
+    generator: GeneratorLike = None,
 ) -> Tensor:
     """He normal: N(0, std^2) with ``std = gain / sqrt(fan)``."""
     fan = _fan(_target(tensor), mode)
@@ -113,14 +135,18 @@ def kaiming_normal_(
     return normal_(tensor, 0.0, std, generator)
 
 
-def xavier_uniform_(tensor, gain: float = 1.0, generator=None) -> Tensor:
+def xavier_uniform_(
+    tensor: Tensor | np.ndarray, gain: float = 1.0, generator: GeneratorLike = None
+) -> Tensor:
     """Glorot uniform: U(-b, b) with ``b = gain * sqrt(6 / (fan_in + fan_out))``."""
     fan_in, fan_out = _fans(_target(tensor))
     bound = gain * math.sqrt(6.0 / (fan_in + fan_out)) if fan_in + fan_out else 0.0
     return uniform_(tensor, -bound, bound, generator)
 
 
-def xavier_normal_(tensor, gain: float = 1.0, generator=None) -> Tensor:
+def xavier_normal_(
+    tensor: Tensor | np.ndarray, gain: float = 1.0, generator: GeneratorLike = None
+) -> Tensor:
     """Glorot normal: N(0, std^2) with ``std = gain * sqrt(2 / (fan_in + fan_out))``."""
     fan_in, fan_out = _fans(_target(tensor))
     std = gain * math.sqrt(2.0 / (fan_in + fan_out)) if fan_in + fan_out else 0.0

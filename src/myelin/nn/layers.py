@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import operator
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,6 +14,12 @@ from myelin.nn import functional as F
 from myelin.nn import init
 from myelin.nn.module import Module, Parameter
 from myelin.tensor import Tensor, _float_dtype
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
+
+    from myelin._typing import DTypeLike, TensorLike
 
 __all__ = [
     "Dropout",
@@ -52,6 +59,8 @@ class Linear(Module):
         The slope of "leaky_relu".
     dtype : float32 (default) or float64
 
+    Notes
+    -----
     ``weight`` is ``(out_features, in_features)`` and both it and ``bias`` start as PyTorch's:
     U(-1/sqrt(in_features), 1/sqrt(in_features)). Input ``(..., in_features)``, output
     ``(..., out_features)``.
@@ -65,7 +74,7 @@ class Linear(Module):
         activation: str | None = None,
         *,
         negative_slope: float = 0.01,
-        dtype=None,
+        dtype: DTypeLike | None = None,
     ) -> None:
         super().__init__()
         self.in_features = _positive_int(in_features, "in_features", "Linear")
@@ -89,7 +98,7 @@ class Linear(Module):
             bound = 1.0 / math.sqrt(self.in_features)
             init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x) -> Tensor:
+    def forward(self, x: TensorLike) -> Tensor:
         xt = x if isinstance(x, Tensor) else F._float_input(x, "input", like=self.weight)
         if xt.ndim == 0 or xt.shape[-1] != self.in_features:
             raise ValueError(
@@ -108,6 +117,7 @@ class Linear(Module):
         return f"Linear({self.in_features}, {self.out_features})"
 
     def get_config(self) -> dict:
+        """The constructor arguments, as ``save_model`` stores them."""
         return {
             "in_features": self.in_features,
             "out_features": self.out_features,
@@ -133,6 +143,7 @@ class _Activation(Module):
     fused_name: str | None = None
 
     def get_config(self) -> dict:
+        """The constructor arguments, as ``save_model`` stores them."""
         return {}
 
 
@@ -141,7 +152,7 @@ class ReLU(_Activation):
 
     fused_name = "relu"
 
-    def forward(self, x) -> Tensor:
+    def forward(self, x: TensorLike) -> Tensor:
         return F.relu(x)
 
 
@@ -156,10 +167,11 @@ class LeakyReLU(_Activation):
             raise ValueError(f"LeakyReLU: negative_slope must be >= 0, got {negative_slope}")
         self.negative_slope = float(negative_slope)
 
-    def forward(self, x) -> Tensor:
+    def forward(self, x: TensorLike) -> Tensor:
         return F.leaky_relu(x, self.negative_slope)
 
     def get_config(self) -> dict:
+        """The constructor arguments, as ``save_model`` stores them."""
         return {"negative_slope": self.negative_slope}
 
     def extra_repr(self) -> str:
@@ -171,7 +183,7 @@ class Sigmoid(_Activation):
 
     fused_name = "sigmoid"
 
-    def forward(self, x) -> Tensor:
+    def forward(self, x: TensorLike) -> Tensor:
         return F.sigmoid(x)
 
 
@@ -180,7 +192,7 @@ class Tanh(_Activation):
 
     fused_name = "tanh"
 
-    def forward(self, x) -> Tensor:
+    def forward(self, x: TensorLike) -> Tensor:
         return F.tanh(x)
 
 
@@ -191,10 +203,11 @@ class Softmax(_Activation):
         super().__init__()
         self.dim = -1 if dim is None else operator.index(dim)
 
-    def forward(self, x) -> Tensor:
+    def forward(self, x: TensorLike) -> Tensor:
         return F.softmax(x, self.dim)
 
     def get_config(self) -> dict:
+        """The constructor arguments, as ``save_model`` stores them."""
         return {"dim": self.dim}
 
     def extra_repr(self) -> str:
@@ -204,7 +217,7 @@ class Softmax(_Activation):
 class LogSoftmax(Softmax):
     """``log(softmax(x))`` along ``dim`` (``torch.nn.LogSoftmax``)."""
 
-    def forward(self, x) -> Tensor:
+    def forward(self, x: TensorLike) -> Tensor:
         return F.log_softmax(x, self.dim)
 
 
@@ -218,10 +231,11 @@ class Dropout(Module):
             raise ValueError(f"Dropout: p must be a probability in [0, 1], got {p!r}")
         self.p = float(p)
 
-    def forward(self, x) -> Tensor:
+    def forward(self, x: TensorLike) -> Tensor:
         return F.dropout(x, self.p, self.training)
 
     def get_config(self) -> dict:
+        """The constructor arguments, as ``save_model`` stores them."""
         return {"p": self.p}
 
     def extra_repr(self) -> str:
@@ -235,24 +249,26 @@ class Flatten(Module):
         super().__init__()
         self.start_dim, self.end_dim = int(start_dim), int(end_dim)
 
-    def forward(self, x) -> Tensor:
+    def forward(self, x: TensorLike) -> Tensor:
         x = x if isinstance(x, Tensor) else F._float_input(x, "input")
         return x.flatten(self.start_dim, self.end_dim)
 
     def get_config(self) -> dict:
+        """The constructor arguments, as ``save_model`` stores them."""
         return {"start_dim": self.start_dim, "end_dim": self.end_dim}
 
 
 class Identity(Module):
     """Returns its input (``torch.nn.Identity``)."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__()
 
-    def forward(self, x):
+    def forward(self, x: TensorLike):
         return x if isinstance(x, Tensor) else F._float_input(x, "input")
 
     def get_config(self) -> dict:
+        """The constructor arguments, as ``save_model`` stores them."""
         return {}
 
 
@@ -263,7 +279,7 @@ class Sequential(Module):
     fused kernel call (same numbers, one pass fewer over memory).
     """
 
-    def __init__(self, *modules) -> None:
+    def __init__(self, *modules: Module | Mapping[str, Module]) -> None:
         super().__init__()
         self._workspace = F.Workspace()  # reused buffers of the fused Linear runs
         if len(modules) == 1 and isinstance(modules[0], OrderedDict):
@@ -282,6 +298,7 @@ class Sequential(Module):
         self.add_module(name, m)
 
     def append(self, module: Module) -> Sequential:
+        """Add ``module`` at the end; returns ``self``."""
         self._add(str(len(self._modules)), module)
         return self
 
@@ -302,7 +319,7 @@ class Sequential(Module):
                 f"index {idx} is out of range for Sequential of length {len(mods)}"
             ) from None
 
-    def forward(self, x):
+    def forward(self, x: TensorLike):
         plan = self.__dict__.get("_plan")
         if plan is None or plan[0] != Module._generation:
             plan = (Module._generation, self._fuse())
@@ -325,7 +342,7 @@ class Sequential(Module):
                 steps.append(mods[i])
                 i += 1
                 continue
-            chain = []
+            chain: list = []
             while i < n and type(mods[i]) is Linear:
                 lin = mods[i]
                 act, slope = lin.activation, lin.negative_slope

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from myelin.nn import functional as F
 from myelin.nn.module import Module
+
+if TYPE_CHECKING:
+    from myelin._typing import TensorLike
 
 __all__ = ["BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "MSELoss", "NLLLoss"]
 
@@ -21,6 +26,7 @@ class _Loss(Module):
         self.reduction = reduction
 
     def get_config(self) -> dict:
+        """The constructor arguments, as ``save_model`` stores them."""
         return {"reduction": self.reduction}
 
     def extra_repr(self) -> str:
@@ -41,7 +47,7 @@ class CrossEntropyLoss(_Loss):
 
     def __init__(
         self,
-        weight=None,
+        weight: TensorLike | None = None,
         ignore_index: int = -100,
         reduction: str = "mean",
         label_smoothing: float = 0.0,
@@ -56,7 +62,7 @@ class CrossEntropyLoss(_Loss):
         self.ignore_index = int(ignore_index)
         self.label_smoothing = float(label_smoothing)
 
-    def forward(self, input, target):
+    def forward(self, input: TensorLike, target: TensorLike):
         return F.cross_entropy(
             input,
             target,
@@ -66,6 +72,7 @@ class CrossEntropyLoss(_Loss):
         )
 
     def get_config(self) -> dict:
+        """The constructor arguments, as ``save_model`` stores them."""
         return {
             "ignore_index": self.ignore_index,
             "reduction": self.reduction,
@@ -80,7 +87,7 @@ class NLLLoss(_Loss):
         super().__init__(reduction)
         self.ignore_index = int(ignore_index)
 
-    def forward(self, input, target):
+    def forward(self, input: TensorLike, target: TensorLike):
         return F.nll_loss(input, target, self.ignore_index, self.reduction)
 
 
@@ -88,19 +95,19 @@ class BCEWithLogitsLoss(_Loss):
     """Sigmoid + binary cross-entropy on logits, stable (``torch.nn.BCEWithLogitsLoss``).
     Use this rather than a Sigmoid layer followed by :class:`BCELoss`."""
 
-    def forward(self, input, target):
+    def forward(self, input: TensorLike, target: TensorLike):
         return F.binary_cross_entropy_with_logits(input, target, self.reduction)
 
 
 class BCELoss(_Loss):
     """Binary cross-entropy of probabilities in [0, 1] (``torch.nn.BCELoss``)."""
 
-    def forward(self, input, target):
+    def forward(self, input: TensorLike, target: TensorLike):
         return F.binary_cross_entropy(input, target, self.reduction)
 
 
 class MSELoss(_Loss):
     """Mean squared error (``torch.nn.MSELoss``)."""
 
-    def forward(self, input, target):
+    def forward(self, input: TensorLike, target: TensorLike):
         return F.mse_loss(input, target, self.reduction)

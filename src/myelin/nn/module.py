@@ -4,10 +4,17 @@
 from __future__ import annotations
 
 from collections import OrderedDict, namedtuple
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from myelin.tensor import Tensor, _to_array, clear_grad
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from myelin._typing import FileLike, TensorLike
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -17,7 +24,7 @@ class Parameter(Tensor):
 
     __slots__ = ()
 
-    def __init__(self, data, requires_grad: bool = True) -> None:
+    def __init__(self, data: TensorLike, requires_grad: bool = True) -> None:
         arr = _to_array(data)
         if arr.dtype.kind != "f":
             raise TypeError(f"a Parameter holds floating-point numbers, got dtype {arr.dtype}")
@@ -94,12 +101,14 @@ class Module:
             object.__delattr__(self, name)
 
     def register_parameter(self, name: str, param: Parameter | None) -> None:
+        """Add ``param`` under ``name`` (as ``self.name = param`` does); None registers a slot."""
         if param is not None and not isinstance(param, Parameter):
             raise TypeError(f"param must be a Parameter or None, got {type(param).__name__}")
         Module._generation += 1
         self._parameters[name] = param
 
     def add_module(self, name: str, module: Module | None) -> None:
+        """Add the child ``module`` under ``name`` (as ``self.name = module`` does)."""
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"module must be a Module or None, got {type(module).__name__}")
         Module._generation += 1
@@ -107,15 +116,22 @@ class Module:
 
     # ------------------------------------------------------------ calling
 
-    def forward(self, *args, **kwargs):
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """The computation of the module, run by ``module(*args)``; subclasses define it.
+
+        Layers take and return float32 or float64 Tensors (ndarrays and nested lists are
+        converted); the shapes are given in each layer's class docstring.
+        """
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any):
         return self.forward(*args, **kwargs)
 
     # ------------------------------------------------------------ traversal
 
-    def named_modules(self, memo=None, prefix: str = ""):
+    def named_modules(
+        self, memo: set[int] | None = None, prefix: str = ""
+    ) -> Iterator[tuple[str, Module]]:
         """Yield ``(name, module)`` for this module and every descendant, each once."""
         if memo is None:
             memo = set()
@@ -127,20 +143,25 @@ class Module:
             if m is not None:
                 yield from m.named_modules(memo, f"{prefix}.{name}" if prefix else name)
 
-    def modules(self):
+    def modules(self) -> Iterator[Module]:
+        """Yield this module and every descendant, each once."""
         for _, m in self.named_modules():
             yield m
 
-    def named_children(self):
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        """Yield ``(name, module)`` for the direct children."""
         for name, m in self._modules.items():
             if m is not None:
                 yield name, m
 
-    def children(self):
+    def children(self) -> Iterator[Module]:
+        """Yield the direct children."""
         for _, m in self.named_children():
             yield m
 
-    def named_parameters(self, prefix: str = "", recurse: bool = True):
+    def named_parameters(
+        self, prefix: str = "", recurse: bool = True
+    ) -> Iterator[tuple[str, Parameter]]:
         """Yield ``(name, parameter)`` with PyTorch's dotted names (``"net.0.weight"``)."""
         seen = set()
         mods = self.named_modules(prefix=prefix) if recurse else [(prefix, self)]
@@ -151,11 +172,13 @@ class Module:
                 seen.add(id(p))
                 yield (f"{mname}.{pname}" if mname else pname), p
 
-    def parameters(self, recurse: bool = True):
+    def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
+        """Yield every parameter once, in registration order (what optimizers take)."""
         for _, p in self.named_parameters(recurse=recurse):
             yield p
 
-    def apply(self, fn) -> Module:
+    def apply(self, fn: Callable[[Module], Any]) -> Module:
+        """Call ``fn`` on every child, recursively, then on ``self``; returns ``self``."""
         for m in self.children():
             m.apply(fn)
         fn(self)
@@ -174,6 +197,7 @@ class Module:
         return self.train(False)
 
     def requires_grad_(self, requires_grad: bool = True) -> Module:
+        """Set ``requires_grad`` on every parameter (False freezes them); returns ``self``."""
         for p in self.parameters():
             p.requires_grad_(requires_grad)
         return self
@@ -189,7 +213,9 @@ class Module:
         """Every parameter by its dotted name, as ndarray copies (PyTorch's keys and layouts)."""
         return OrderedDict((k, p._data.copy()) for k, p in self.named_parameters())
 
-    def load_state_dict(self, state_dict, strict: bool = True) -> IncompatibleKeys:
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], strict: bool = True
+    ) -> IncompatibleKeys:
         """Copy values (ndarrays, Tensors, lists, or torch tensors via ``.numpy()``) into the
         parameters in place. With ``strict``, missing or unexpected keys raise KeyError; a shape
         mismatch always raises ValueError. Returns ``(missing_keys, unexpected_keys)``."""
@@ -223,31 +249,31 @@ class Module:
 
     # ------------------------------------------------------------ Keras-style training
 
-    def compile(self, optimizer="adam", loss=None, metrics=()):
+    def compile(self, optimizer: Any = "adam", loss: Any = None, metrics: Sequence[str] = ()):
         """Configure ``fit``: see :func:`myelin.training.compile`."""
         from myelin import training
 
         return training.compile(self, optimizer, loss, metrics)
 
-    def fit(self, x=None, y=None, **kwargs):
+    def fit(self, x: Any = None, y: Any = None, **kwargs: Any):
         """Train; see :func:`myelin.training.fit`. Returns a ``History``."""
         from myelin import training
 
         return training.fit(self, x, y, **kwargs)
 
-    def evaluate(self, x=None, y=None, **kwargs):
+    def evaluate(self, x: Any = None, y: Any = None, **kwargs: Any):
         """Loss and metrics on ``(x, y)``; see :func:`myelin.training.evaluate`."""
         from myelin import training
 
         return training.evaluate(self, x, y, **kwargs)
 
-    def predict(self, x, batch_size: int = 32, **kwargs) -> np.ndarray:
+    def predict(self, x: Any, batch_size: int = 32, **kwargs: Any) -> np.ndarray:
         """Outputs for ``x`` in eval mode without a graph; see :func:`myelin.training.predict`."""
         from myelin import training
 
         return training.predict(self, x, batch_size=batch_size, **kwargs)
 
-    def save(self, path) -> None:
+    def save(self, path: FileLike) -> None:
         """Save architecture (JSON) and weights in one ``.npz``; see
         :func:`myelin.serialization.save_model`. Reload with :func:`myelin.load_model`."""
         from myelin import serialization
@@ -257,6 +283,7 @@ class Module:
     # ------------------------------------------------------------ repr
 
     def extra_repr(self) -> str:
+        """The settings shown inside the module's ``repr`` (``in_features=3, ...``)."""
         return ""
 
     def __repr__(self) -> str:

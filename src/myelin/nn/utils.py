@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from myelin import ops
 from myelin.tensor import Tensor
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 __all__ = ["clip_grad_norm_", "clip_grad_value_"]
 
@@ -18,7 +22,9 @@ def _params(parameters) -> list:
     return [p for p in parameters if p._grad is not None]
 
 
-def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0) -> Tensor:
+def clip_grad_norm_(
+    parameters: Tensor | Iterable[Tensor], max_norm: float, norm_type: float = 2.0
+) -> Tensor:
     """Scale the gradients so that their global L2 norm is at most ``max_norm``.
 
     Returns the total norm before clipping, as a 0-d float64 Tensor
@@ -40,7 +46,7 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0) -> Tens
     return Tensor(np.asarray(total))
 
 
-def clip_grad_value_(parameters, clip_value: float) -> None:
+def clip_grad_value_(parameters: Tensor | Iterable[Tensor], clip_value: float) -> None:
     """Clamp every gradient element to ``[-clip_value, clip_value]``."""
     c = float(clip_value)
     for p in _params(parameters):

@@ -13,8 +13,12 @@ import copy
 import math
 import numbers
 import operator
+from typing import TYPE_CHECKING
 
 from myelin.optim.optimizer import Optimizer, _check_real
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
 
 __all__ = [
     "CosineAnnealingLR",
@@ -70,7 +74,7 @@ class LRScheduler:
         The initial learning rate of each group.
     """
 
-    def __init__(self, optimizer, last_epoch: int = -1) -> None:
+    def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
         self.optimizer = _check_optimizer(optimizer)
         last_epoch = _check_int(last_epoch, "last_epoch", -1)
         if last_epoch == -1:
@@ -148,7 +152,9 @@ class StepLR(LRScheduler):
     >>> scheduler.get_last_lr()[0]
     """
 
-    def __init__(self, optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1):
+    def __init__(
+        self, optimizer: Optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1
+    ):
         self.step_size = _check_int(step_size, "step_size", 1)
         self.gamma = _check_real(gamma, "gamma")
         super().__init__(optimizer, last_epoch)
@@ -176,7 +182,13 @@ class MultiStepLR(LRScheduler):
         See :class:`LRScheduler`.
     """
 
-    def __init__(self, optimizer, milestones, gamma: float = 0.1, last_epoch: int = -1):
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        milestones: Iterable[int],
+        gamma: float = 0.1,
+        last_epoch: int = -1,
+    ):
         try:
             items = list(milestones)
         except TypeError:
@@ -207,7 +219,7 @@ class ExponentialLR(LRScheduler):
         See :class:`LRScheduler`.
     """
 
-    def __init__(self, optimizer, gamma: float, last_epoch: int = -1):
+    def __init__(self, optimizer: Optimizer, gamma: float, last_epoch: int = -1):
         self.gamma = _check_real(gamma, "gamma")
         super().__init__(optimizer, last_epoch)
 
@@ -233,7 +245,9 @@ class CosineAnnealingLR(LRScheduler):
         See :class:`LRScheduler`.
     """
 
-    def __init__(self, optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1):
+    def __init__(
+        self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1
+    ):
         self.T_max = _check_int(T_max, "T_max", 1)
         self.eta_min = _check_real(eta_min, "eta_min")
         super().__init__(optimizer, last_epoch)
@@ -277,14 +291,14 @@ class ReduceLROnPlateau(LRScheduler):
 
     def __init__(
         self,
-        optimizer,
+        optimizer: Optimizer,
         mode: str = "min",
         factor: float = 0.1,
         patience: int = 10,
         threshold: float = 1e-4,
         threshold_mode: str = "rel",
         cooldown: int = 0,
-        min_lr=0.0,
+        min_lr: float | Sequence[float] = 0.0,
         eps: float = 1e-8,
     ) -> None:
         self.optimizer = _check_optimizer(optimizer)
@@ -318,6 +332,7 @@ class ReduceLROnPlateau(LRScheduler):
 
     @property
     def in_cooldown(self) -> bool:
+        """True while the cooldown after a reduction lasts."""
         return self.cooldown_counter > 0
 
     def is_better(self, a: float, best: float) -> bool:
@@ -333,7 +348,7 @@ class ReduceLROnPlateau(LRScheduler):
     def get_lr(self) -> list:
         return [group["lr"] for group in self.optimizer.param_groups]
 
-    def step(self, metrics, epoch: int | None = None) -> None:
+    def step(self, metrics: float, epoch: int | None = None) -> None:  # type: ignore[override]
         """Record this epoch's value of the monitored metric; reduce the lr after a plateau.
 
         Parameters

@@ -13,11 +13,17 @@ import numbers
 import operator
 from collections import defaultdict
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from myelin._autograd import enable_grad
 from myelin.tensor import Tensor, clear_grad
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from myelin._typing import ParamsT
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -90,7 +96,7 @@ class Optimizer:
     # State entries that are Python numbers (step counts), not arrays of the parameter's shape.
     _scalar_state: frozenset = frozenset({"step"})
 
-    def __init__(self, params, defaults: dict) -> None:
+    def __init__(self, params: ParamsT, defaults: dict) -> None:
         if not isinstance(defaults, Mapping):
             raise TypeError(f"defaults must be a dict, got {type(defaults).__name__}")
         self.defaults = dict(defaults)
@@ -104,7 +110,7 @@ class Optimizer:
                 f"dicts (an ordered one, such as a list), but got {type(params).__name__}"
             )
         try:
-            groups = list(params)
+            groups: list[Any] = list(params)
         except TypeError:
             raise TypeError(
                 "params argument given to the optimizer should be an iterable of Tensors or "
@@ -193,7 +199,7 @@ class Optimizer:
             for p in group["params"]:
                 clear_grad(p, set_to_none)
 
-    def step(self, closure=None):
+    def step(self, closure: Callable[[], Any] | None = None):
         """One update of every parameter that has a gradient (``Optimizer.step``); parameters
         whose ``.grad`` is None are skipped.
 
@@ -234,7 +240,7 @@ class Optimizer:
         data = p._data
         if not data.flags.writeable:
             raise ValueError(f"{where} is read-only and cannot be updated in place")
-        grad = p._grad
+        grad: Any = p._grad
         if grad.shape != data.shape:
             raise ValueError(f"{where} has shape {data.shape} but its grad has {grad.shape}")
         if grad.dtype != data.dtype or not grad.flags.c_contiguous:

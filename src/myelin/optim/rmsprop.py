@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from myelin import ops
 from myelin.optim.optimizer import Optimizer, _check_bool, _check_real
+
+if TYPE_CHECKING:
+    from myelin._typing import ParamsT
 
 
 class RMSprop(Optimizer):
@@ -43,7 +48,7 @@ class RMSprop(Optimizer):
 
     def __init__(
         self,
-        params,
+        params: ParamsT,
         lr: float = 1e-2,
         alpha: float = 0.99,
         eps: float = 1e-8,

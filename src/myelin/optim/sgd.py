@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from myelin import ops
 from myelin.optim.optimizer import Optimizer, _check_bool, _check_real
+
+if TYPE_CHECKING:
+    from myelin._typing import ParamsT
 
 
 class SGD(Optimizer):
@@ -40,7 +45,7 @@ class SGD(Optimizer):
 
     def __init__(
         self,
-        params,
+        params: ParamsT,
         lr: float = 1e-3,
         momentum: float = 0.0,
         dampening: float = 0.0,
