@@ -85,6 +85,7 @@ PUBLIC_MODULES = [
     "myelin.keras.optimizers",
     "myelin.keras.utils",
     "myelin.ops",
+    "myelin.sklearn",
 ]
 
 

@@ -251,11 +251,13 @@ class _BaseMLP(BaseEstimator):
         rng = check_random_state(self.random_state)  # anew each call, as sklearn
         if first:
             self._build(X.shape[1], sizes, n_out, rng)
-            self._optimizer_state = None
+            self._optimizer_state: tuple | None = None
             self.t_ = 0
-            self.loss_curve_ = []
+            self.loss_curve_: list[float] = []
             self.best_loss_ = np.inf
             self._no_improvement_count = 0
+            self.validation_scores_: list[float] | None
+            self.best_validation_score_: float | None
             if self.early_stopping:
                 self.validation_scores_ = []
                 self.best_validation_score_ = -np.inf
@@ -278,6 +280,7 @@ class _BaseMLP(BaseEstimator):
         weights = params[0::2]
         layers = self._layers(params)
         workspace = F.Workspace()
+        opt: optim.Optimizer
         if self.solver == "adam":
             opt = optim.Adam(
                 params,
@@ -368,6 +371,8 @@ class _BaseMLP(BaseEstimator):
             if self.early_stopping:
                 self._store(params)
                 score = self.score(X_val, y_val)
+                assert self.validation_scores_ is not None  # set with early_stopping
+                assert self.best_validation_score_ is not None
                 self.validation_scores_.append(score)
                 worse = score < self.best_validation_score_ + self.tol
                 if score > self.best_validation_score_:
