@@ -110,7 +110,7 @@ def _check_out(out, name: str, shape: tuple, dtype: np.dtype) -> np.ndarray:
     if out.shape != tuple(shape):
         raise ValueError(f"{name} has shape {out.shape}; expected {tuple(shape)}")
     if not out.flags.writeable:
-        raise ValueError(f"{name} is read-only")
+        raise ValueError(f"{name} is read-only; expected a writable array")
     return out
 
 
@@ -285,7 +285,10 @@ def linear(x, weight, bias=None, activation=None, *, negative_slope=0.01, out=No
     if bias is not None:
         bias = _contig(arrays[2])
         if bias.shape != (n_out,):
-            raise ValueError(f"linear: bias has shape {bias.shape}; expected ({n_out},)")
+            raise ValueError(
+                f"linear: bias has shape {bias.shape}; expected ({n_out},) for weight "
+                f"{weight.shape}"
+            )
     shape = x.shape[:-1] + (n_out,)
     x2 = _rows(x, n_in)
     if not x2.flags.aligned:
@@ -366,7 +369,9 @@ def linear_backward(
     arrays = [_as_float(grad_y, "grad_y"), _as_float(x, "x"), _as_float(weight, "weight")]
     if act != _kernels.ACT_NONE:
         if y is None:
-            raise ValueError(f"linear_backward: y (the forward output) is needed for {activation}")
+            raise ValueError(
+                f"linear_backward: y (the forward output) is needed for {activation}, got None"
+            )
         arrays.append(_as_float(y, "y"))
     arrays = _promote(*arrays)
     grad_y, x, weight = arrays[:3]
@@ -383,7 +388,10 @@ def linear_backward(
         )
     expected = x.shape[:-1] + (n_out,)
     if grad_y.shape != expected:
-        raise ValueError(f"linear_backward: grad_y has shape {grad_y.shape}; expected {expected}")
+        raise ValueError(
+            f"linear_backward: grad_y has shape {grad_y.shape}; expected {expected} from x "
+            f"{x.shape} and weight {weight.shape}"
+        )
     g = _rows(_contig(grad_y), n_out)
     if act != _kernels.ACT_NONE:
         y = arrays[3]
@@ -623,13 +631,28 @@ def softmax_cross_entropy(
             f"softmax_cross_entropy: logits must be 2-D (N, C), got shape {logits.shape}"
         )
     n, c = logits.shape
-    lab = np.asarray(labels)
-    if lab.dtype.kind not in "iu":
-        raise ValueError(
-            f"labels must be integer class indices (int32 or int64), got dtype {lab.dtype}"
-        )
-    if lab.shape != (n,):
-        raise ValueError(f"labels has shape {lab.shape}; expected ({n},), one per row of logits")
+    lab64, n_valid = _class_labels(labels, n, c, ignore_index)
+    scale = 1.0 / n_valid if (reduction == "mean" and n_valid) else 1.0
+    grad = np.empty((n, c), logits.dtype)
+    row_loss = np.empty(n, logits.dtype) if reduction == "none" else None
+    total = _kernels.softmax_xent(row_loss, grad, _contig(logits), lab64, smoothing, scale)
+    return _finish_loss(total, n_valid, reduction, logits.dtype, row_loss), grad
+
+
+def _class_labels(labels, n: int, c: int, ignore_index, name: str = "labels"):
+    """Class labels ``(n,)`` for ``c`` classes as a contiguous int64 array with ignored rows set to
+    -1, and the number of rows not ignored. Raises, before any kernel runs, TypeError for a
+    non-numeric ``labels`` and ValueError naming the first label that is negative, ``>= c``,
+    not a whole number or NaN (unless it equals ``ignore_index``)."""
+    if labels is None:
+        raise TypeError(f"{name} must be an array of integer class indices, got None")
+    try:
+        lab = np.asarray(labels)
+    except (ValueError, TypeError) as exc:
+        raise TypeError(
+            f"{name} could not be converted to an array of class indices (expected integers): "
+            f"{exc}"
+        ) from None
     if ignore_index is not None:
         try:
             ignore_index = operator.index(ignore_index)
@@ -637,17 +660,44 @@ def softmax_cross_entropy(
             raise TypeError(
                 f"ignore_index must be an int or None, got {type(ignore_index).__name__}"
             ) from None
+    kind = lab.dtype.kind
+    if kind not in "iuf":
+        raise TypeError(
+            f"{name} has dtype {lab.dtype}; expected integer class indices (int32 or int64)"
+        )
+    if lab.shape != (n,):
+        raise ValueError(
+            f"{name} has shape {lab.shape}; expected ({n},), one per row of the ({n}, {c}) "
+            f"{'logits' if name == 'labels' else 'input'}"
+        )
+    if kind == "f" and (n or isinstance(labels, np.ndarray)):
+        with np.errstate(invalid="ignore"):
+            whole = np.isfinite(lab) & (lab == np.round(lab))
+        bad = np.flatnonzero(~whole)
+        if not n:
+            raise TypeError(
+                f"{name} has dtype {lab.dtype}; expected integer class indices (int32 or int64)"
+            )
+        first = int(bad[0]) if bad.size else 0
+        what = "is not a whole number" if bad.size else "is a float"
+        raise ValueError(
+            f"{name} has dtype {lab.dtype}: {name}[{first}] = {float(lab[first])} {what}; expected "
+            f"integer class indices in [0, {c}) (convert with .astype(np.int64))"
+        )
+    if kind == "f":  # no rows: an empty list of labels
+        lab = lab.astype(np.int64)
+    if kind == "u" and lab.dtype.itemsize == 8 and n and lab.max() > np.iinfo(np.int64).max:
+        first = int(np.flatnonzero(lab > np.iinfo(np.int64).max)[0])
+        raise ValueError(
+            f"{name}[{first}] = {lab[first]} is not a class index: expected 0 <= label < {c}"
+        )
     lab64, n_valid, bad = _kernels.prepare_labels(lab, c, ignore_index)
     if bad >= 0:
         extra = f" or ignore_index={ignore_index}" if ignore_index is not None else ""
         raise ValueError(
-            f"labels[{bad}] = {lab[bad]} is not a class index: expected 0 <= label < {c}{extra}"
+            f"{name}[{bad}] = {lab[bad]} is not a class index: expected 0 <= label < {c}{extra}"
         )
-    scale = 1.0 / n_valid if (reduction == "mean" and n_valid) else 1.0
-    grad = np.empty((n, c), logits.dtype)
-    row_loss = np.empty(n, logits.dtype) if reduction == "none" else None
-    total = _kernels.softmax_xent(row_loss, grad, _contig(logits), lab64, smoothing, scale)
-    return _finish_loss(total, n_valid, reduction, logits.dtype, row_loss), grad
+    return lab64, n_valid
 
 
 def _pointwise_loss(kind: int, x, t, reduction, op: str, names: tuple[str, str]):

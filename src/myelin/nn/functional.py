@@ -397,14 +397,22 @@ def _soft_cross_entropy(x: Tensor, probs: np.ndarray, reduction: str, smoothing:
 
 def nll_loss(input, target, ignore_index: int = -100, reduction: str = "mean") -> Tensor:
     """Negative log-likelihood of log-probabilities ``input`` (N, C) at integer ``target``."""
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     x = _float_input(input, "input")
-    lab = np.asarray(_labels(target))
+    if x.ndim == 1:  # one sample of C log-probabilities and a scalar target, as PyTorch allows
+        t = target._data if isinstance(target, Tensor) else np.asarray(target)
+        if t.ndim == 0:
+            out = nll_loss(x.reshape(1, -1), t.reshape(1), ignore_index, reduction)
+            return out.reshape(()) if reduction != "none" else out
+    if x.ndim != 2:
+        raise ValueError(f"nll_loss: input has shape {tuple(x.shape)}; expected (N, C)")
     n, c = x.shape
-    valid = lab != ignore_index
-    if np.any((lab[valid] < 0) | (lab[valid] >= c)):
-        bad = int(np.flatnonzero(valid & ((lab < 0) | (lab >= c)))[0])
-        raise ValueError(f"target[{bad}] = {lab[bad]} is not a class index in [0, {c})")
-    rows = np.flatnonzero(valid)
+    lab64, _ = ops._class_labels(
+        target._data if isinstance(target, Tensor) else target, n, c, ignore_index, "target"
+    )
+    rows = np.flatnonzero(lab64 >= 0)
+    lab = lab64
     per = np.zeros(n, x.dtype)
     per[rows] = -x._data[rows, lab[rows]]
     count = rows.size
