@@ -650,8 +650,7 @@ def _class_labels(labels, n: int, c: int, ignore_index, name: str = "labels"):
         lab = np.asarray(labels)
     except (ValueError, TypeError) as exc:
         raise TypeError(
-            f"{name} could not be converted to an array of class indices (expected integers): "
-            f"{exc}"
+            f"{name} could not be converted to an array of class indices (expected integers): {exc}"
         ) from None
     if ignore_index is not None:
         try:

@@ -43,11 +43,23 @@ def _float_input(x, name: str, like: Tensor | None = None) -> Tensor:
             )
         return x
     dtype = like._data.dtype if like is not None else None
-    t = as_tensor(x)
+    if x is None:
+        raise TypeError(f"{name} must be a tensor, array or nested list of numbers, got None")
+    if isinstance(x, np.ndarray) and x.dtype not in (np.float32, np.float64):
+        raise TypeError(
+            f"{name} has dtype {x.dtype}; expected float32 or float64 (convert with "
+            f".astype(np.float32))"
+        )
+    try:
+        t = as_tensor(x)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"{name} could not be converted to a tensor (expected numbers): {exc}"
+        ) from None
     if t._data.dtype.kind in "biu" or dtype is not None and t._data.dtype != dtype:
         t = Tensor(t._data.astype(dtype or np.float32))
-    if t._data.dtype.kind != "f":
-        raise TypeError(f"{name} has dtype {t._data.dtype}; expected floating-point numbers")
+    if t._data.dtype.kind != "f" or t._data.dtype.itemsize < 4:
+        raise TypeError(f"{name} has dtype {t._data.dtype}; expected float32 or float64")
     return t
 
 
@@ -358,7 +370,14 @@ def cross_entropy(
     if weight is not None:
         raise NotImplementedError("cross_entropy: per-class weight is not supported")
     x = _float_input(input, "input")
-    t = target._data if isinstance(target, Tensor) else np.asarray(target)
+    if target is None:
+        raise TypeError("target must be class indices (N,) or probabilities (N, C), got None")
+    try:
+        t = target._data if isinstance(target, Tensor) else np.asarray(target)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"target could not be converted to an array (expected labels): {exc}"
+        ) from None
     if t.dtype.kind == "f" and t.shape == x.shape and t.ndim == 2:
         return _soft_cross_entropy(x, t.astype(x.dtype, copy=False), reduction, label_smoothing)
     if x.ndim == 1:
@@ -451,7 +470,10 @@ def binary_cross_entropy(input, target, reduction: str = "mean") -> Tensor:
     t = _float_input(target, "target", like=x)
     p, y = x._data, t._data
     if p.shape != y.shape:
-        raise ValueError(f"input has shape {p.shape} but target has shape {y.shape}")
+        raise ValueError(
+            f"binary_cross_entropy: input has shape {p.shape} but target has shape {y.shape}; "
+            f"they must be equal"
+        )
     if p.size and (np.nanmin(p) < 0 or np.nanmax(p) > 1):
         raise ValueError("binary_cross_entropy: input must hold probabilities in [0, 1]")
     with np.errstate(divide="ignore"):
