@@ -90,7 +90,7 @@ def _layout(draw, a: np.ndarray) -> np.ndarray:
         a = a.copy()
         a.flags.writeable = False
         return a
-    if how == "unaligned" and a.size:
+    if how == "unalign" and a.size:
         buf = np.empty(a.nbytes + 1, np.uint8)
         u = np.frombuffer(buf.data, a.dtype, a.size, offset=1).reshape(a.shape)
         u[...] = a
