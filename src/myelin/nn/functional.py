@@ -7,6 +7,7 @@ graph node whose backward is one (or two) kernel calls of :mod:`myelin.ops`.
 from __future__ import annotations
 
 import sys
+import warnings
 
 import numpy as np
 
@@ -63,6 +64,54 @@ def _float_input(x, name: str, like: Tensor | None = None) -> Tensor:
     return t
 
 
+def _tagged(out: Tensor, kind) -> Tensor:
+    """Record on ``out``'s graph node which activation produced it (read by the losses on
+    logits to spot probabilities fed in by mistake); free when no graph is recorded."""
+    ctx = out._ctx
+    if ctx is not None and kind is not None:
+        ctx[1].kind = kind
+    return out
+
+
+def _made_by(t) -> str | None:
+    """The activation that produced Tensor ``t`` last, if the graph recorded one."""
+    ctx = t._ctx if type(t) is Tensor else None
+    return getattr(ctx[1], "kind", None) if ctx is not None else None
+
+
+def _warn_probabilities(loss: str, x, what: str, instead: str) -> None:
+    warnings.warn(
+        f"{loss} takes logits (raw scores), but its input {what}; the loss and its gradient "
+        f"are then wrong. {instead}",
+        UserWarning,
+        stacklevel=4,
+    )
+
+
+def _check_logits(x: Tensor, loss: str) -> None:
+    """Warn when the input of softmax cross-entropy looks like probabilities: it came from a
+    softmax node of the graph, or its first rows (at most 8, so the check costs nothing) each lie
+    in [0, 1] and sum to 1 with 3 or more classes."""
+    if _made_by(x) == "softmax":
+        _warn_probabilities(
+            loss, x, "is the output of a softmax", "Remove the Softmax: the loss applies it."
+        )
+        return
+    d = x._data
+    if d.ndim != 2 or d.shape[1] < 3 or d.shape[0] == 0:
+        return
+    head = d[:8]
+    if head.min() >= 0 and head.max() <= 1:
+        sums = head.sum(axis=1, dtype=np.float64)
+        if np.all(np.abs(sums - 1.0) <= 1e-4 * d.shape[1]):
+            _warn_probabilities(
+                loss,
+                x,
+                "rows lie in [0, 1] and sum to 1, like probabilities (softmax applied twice?)",
+                "Pass the scores before the Softmax.",
+            )
+
+
 # ---------------------------------------------------------------- linear
 
 
@@ -100,7 +149,7 @@ def linear(input, weight, bias=None, activation=None, *, negative_slope: float =
         )
         return gx, gw, gb
 
-    return _make(y, (x, weight, b), backward)
+    return _tagged(_make(y, (x, weight, b), backward), activation)
 
 
 class Workspace:
@@ -236,6 +285,7 @@ def linear_chain(input, layers, workspace: Workspace | None = None) -> Tensor:
         return tuple(grads)
 
     backward.fresh = True  # every array it returns is new or the parameter's own spare
+    backward.kind = layers[last][2]  # the last activation, for the losses' checks
     if pooled:
 
         def release():
@@ -253,7 +303,7 @@ def linear_chain(input, layers, workspace: Workspace | None = None) -> Tensor:
 def _activation(x, forward, backward, name: str) -> Tensor:
     x = _float_input(x, "input")
     y = forward(x._data)
-    return _make(y, (x,), lambda g: (backward(g, y),))
+    return _tagged(_make(y, (x,), lambda g: (backward(g, y),)), name)
 
 
 def relu(input) -> Tensor:
@@ -284,7 +334,7 @@ def softmax(input, dim: int = -1) -> Tensor:
     """``exp(x) / sum(exp(x))`` along ``dim``."""
     x = _float_input(input, "input")
     y = ops.softmax(x._data, axis=dim)
-    return _make(y, (x,), lambda g: (ops.softmax_backward(g, y, axis=dim),))
+    return _tagged(_make(y, (x,), lambda g: (ops.softmax_backward(g, y, axis=dim),)), "softmax")
 
 
 def log_softmax(input, dim: int = -1) -> Tensor:
@@ -359,6 +409,7 @@ def cross_entropy(
         and input._data.dtype.kind == "f"
     ):  # the common case, straight to the fused kernel
         x = input
+        _check_logits(x, "cross_entropy")
         loss, grad = ops.softmax_cross_entropy(
             x._data,
             target._data,
@@ -378,6 +429,7 @@ def cross_entropy(
         raise TypeError(
             f"target could not be converted to an array (expected labels): {exc}"
         ) from None
+    _check_logits(x, "cross_entropy")
     if t.dtype.kind == "f" and t.shape == x.shape and t.ndim == 2:
         return _soft_cross_entropy(x, t.astype(x.dtype, copy=False), reduction, label_smoothing)
     if x.ndim == 1:
@@ -458,6 +510,13 @@ def binary_cross_entropy_with_logits(input, target, reduction: str = "mean") -> 
     """Sigmoid + binary cross-entropy on logits, numerically stable (PyTorch's
     ``binary_cross_entropy_with_logits``); ``input`` and ``target`` have one shape."""
     x = _float_input(input, "input")
+    if _made_by(input) == "sigmoid":
+        _warn_probabilities(
+            "binary_cross_entropy_with_logits",
+            x,
+            "is the output of a sigmoid",
+            "Remove the Sigmoid: the loss applies it.",
+        )
     t = _float_input(target, "target", like=x)
     loss, grad = ops.binary_cross_entropy_with_logits(x._data, t._data, reduction=reduction)
     return _make(np.asarray(loss), (x,), lambda g: (_reduce_grad(g, grad, reduction),))
@@ -475,7 +534,18 @@ def binary_cross_entropy(input, target, reduction: str = "mean") -> Tensor:
             f"they must be equal"
         )
     if p.size and (np.nanmin(p) < 0 or np.nanmax(p) > 1):
-        raise ValueError("binary_cross_entropy: input must hold probabilities in [0, 1]")
+        raise ValueError(
+            f"binary_cross_entropy: input must hold probabilities in [0, 1], got values in "
+            f"[{np.nanmin(p)}, {np.nanmax(p)}] (logits? use binary_cross_entropy_with_logits)"
+        )
+    if p.size and _made_by(input) == "sigmoid" and (np.nanmin(p) == 0 or np.nanmax(p) == 1):
+        warnings.warn(
+            "binary_cross_entropy: the sigmoid output it was given saturated to exactly 0 or 1, "
+            "where the log is clamped and the gradient lost (the sigmoid output + BCELoss "
+            "mistake); use binary_cross_entropy_with_logits (BCEWithLogitsLoss) on the logits",
+            UserWarning,
+            stacklevel=3,
+        )
     with np.errstate(divide="ignore"):
         logp = np.maximum(np.log(p), -100)
         log1mp = np.maximum(np.log1p(-p), -100)
