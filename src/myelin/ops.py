@@ -660,6 +660,10 @@ def _class_labels(labels, n: int, c: int, ignore_index, name: str = "labels"):
                 f"ignore_index must be an int or None, got {type(ignore_index).__name__}"
             ) from None
     kind = lab.dtype.kind
+    if kind == "b":
+        raise ValueError(
+            f"{name} has dtype bool; expected integer class indices (int32 or int64), not a mask"
+        )
     if kind not in "iuf":
         raise TypeError(
             f"{name} has dtype {lab.dtype}; expected integer class indices (int32 or int64)"
