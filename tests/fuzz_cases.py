@@ -56,7 +56,17 @@ BAD_DTYPES = [
     "timedelta64[ms]",
     "U3",
 ]
-EXPECTED_WORDS = ("expect", "must", "need", "one of", "should", "convert", "differ", "pass a")
+EXPECTED_WORDS = (
+    "expect",
+    "must",
+    "need",
+    "one of",
+    "should",
+    "convert",
+    "differ",
+    "pass a",
+    "required",
+)
 
 
 # ---------------------------------------------------------------- building operands
@@ -82,7 +92,7 @@ def _layout(draw, a: np.ndarray) -> np.ndarray:
     if how == "strided":
         big = np.empty((2,) + a.shape, a.dtype)
         big[0] = a
-        return big[0]  # a view with a non-trivial base
+        return big[0, ...]  # a view with a non-trivial base
     if how == "reversed" and a.ndim:
         r = np.ascontiguousarray(a[..., ::-1])
         return r[..., ::-1]  # negative stride in the last axis, same values
@@ -98,10 +108,10 @@ def _layout(draw, a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _values(draw, shape, dtype, lo=-3.0, hi=3.0) -> np.ndarray:
+def _values(draw, shape, dtype, lo=-3.0, hi=3.0, special=True) -> np.ndarray:
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    a = rng.uniform(lo, hi, shape).astype(dtype)
-    if a.size and draw(st.integers(0, 9)) == 0:  # a few special values
+    a = np.asarray(rng.uniform(lo, hi, shape), dtype)
+    if special and a.size and draw(st.integers(0, 9)) == 0:  # a few special values
         flat = a.reshape(-1)
         for _ in range(draw(st.integers(1, 3))):
             i = draw(st.integers(0, a.size - 1))
@@ -151,7 +161,8 @@ def corrupt(draw, value, name: str):
         return None, Corruption(name, kind, ["None"])
     if kind == "scalar":
         v = draw(st.sampled_from([1.5, 3, True, 2 + 1j]))
-        return v, Corruption(name, kind, [type(v).__name__, "()", "scalar", "complex"])
+        got = [type(v).__name__, "()", "scalar", "complex", "float64"]
+        return v, Corruption(name, kind, got)
     if kind == "ragged":
         return [[1.0, 2.0], [3.0]], Corruption(name, kind, ["inhomogeneous", "ragged", "list"])
     return "abc", Corruption(name, kind, ["str", "<U3"])
@@ -705,7 +716,226 @@ def fuzz_tensor(data):
         assert np.array_equal(ta.reshape(*new).data, want, equal_nan=True)
 
 
-GROUPS = {"ops": fuzz_ops, "modules": fuzz_modules, "tensor": fuzz_tensor}
+# ---------------------------------------------------------------- optimizer updates
+
+OPTIM_STATES = {
+    "sgd_step": ["momentum_buffer"],
+    "adam_step": ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"],
+    "rmsprop_step": ["square_avg", "momentum_buffer", "grad_avg"],
+}
+
+
+def _optim_call(draw, name, dt, shape):
+    """(positional args, kwargs, names of the arrays) of a valid in-place update."""
+    # finite values: the update rules' handling of inf and NaN is held by test_nan/test_optim
+    vals = lambda lo=-3.0, hi=3.0: _values(draw, shape, dt, lo, hi, special=False)  # noqa: E731
+    p = vals()
+    g = _layout(draw, vals())
+    pos = lambda: np.asarray(np.abs(vals(0, 1)) + 1, dt)  # noqa: E731
+    if name == "sgd_step":
+        mom = draw(st.sampled_from([0.0, 0.9]))
+        kw = {
+            "lr": draw(st.sampled_from([0.1, 0.0, 1e-3])),
+            "momentum": mom,
+            "weight_decay": draw(st.sampled_from([0.0, 0.01])),
+            "nesterov": mom > 0 and draw(st.booleans()),
+            "first_step": draw(st.booleans()),
+        }
+        buf = vals() if mom else None
+        return [p, g, buf], kw, ["param", "grad", "momentum_buffer"]
+    if name == "adam_step":
+        ams = draw(st.booleans())
+        kw = {
+            "step": draw(st.integers(1, 5)),
+            "lr": 1e-2,
+            "weight_decay": draw(st.sampled_from([0.0, 0.01])),
+            "decoupled_weight_decay": draw(st.booleans()),
+            "amsgrad": ams,
+            "max_exp_avg_sq": pos() if ams else None,
+        }
+        return (
+            [p, g, vals(), pos()],
+            kw,
+            ["param", "grad", "exp_avg", "exp_avg_sq"],
+        )
+    mom = draw(st.sampled_from([0.0, 0.9]))
+    centered = draw(st.booleans())
+    kw = {
+        "lr": 1e-2,
+        "momentum": mom,
+        "centered": centered,
+        "weight_decay": draw(st.sampled_from([0.0, 0.01])),
+        "momentum_buffer": vals() if mom else None,
+        "grad_avg": np.zeros(shape, dt) if centered else None,
+    }
+    return [p, g, pos()], kw, ["param", "grad", "square_avg"]
+
+
+def _optim_bad(draw, value, name: str):
+    """A bad array for an in-place argument: refused dtypes, shapes, layouts, None, read-only."""
+    kind = draw(st.sampled_from(["dtype", "shape", "none", "readonly", "strided", "list", "alias"]))
+    if kind == "readonly" and isinstance(value, np.ndarray):
+        v = value.copy()
+        v.flags.writeable = False
+        return v, Corruption(name, kind, ["read-only"])
+    if kind == "strided" and isinstance(value, np.ndarray) and value.size > 1:
+        v = np.repeat(value.reshape(-1), 2)[::2].reshape(value.shape)
+        return v, Corruption(name, kind, ["contiguous"])
+    if kind == "list" and isinstance(value, np.ndarray):
+        return value.tolist(), Corruption(name, kind, ["list", "ndarray"])
+    if kind == "alias":
+        return "alias", Corruption(name, kind, ["shares memory"])
+    if kind in ("none", "shape", "dtype"):
+        return corrupt_kind(draw, value, name, kind)
+    return corrupt(draw, value, name)
+
+
+def corrupt_kind(draw, value, name, kind):
+    for _ in range(50):
+        new, c = corrupt(draw, value, name)
+        if c.kind == kind:
+            return new, c
+    return corrupt(draw, value, name)
+
+
+def fuzz_optim(data):
+    draw = data.draw
+    name = draw(st.sampled_from(list(OPTIM_STATES) + ["sgd_step_multi", "adam_step_multi"]))
+    dt = draw(st.sampled_from([np.float32, np.float64]))
+    multi = name.endswith("_multi")
+    base = name[: -len("_multi")] if multi else name
+    count = draw(st.integers(1, 3)) if multi else 1
+    calls = [
+        _optim_call(draw, base, dt, _dims(draw, draw(st.integers(0, 2)))) for _ in range(count)
+    ]
+    if multi:  # one set of hyperparameters for the lists
+        kw0 = calls[0][1]
+        calls = [
+            (
+                a,
+                {
+                    **kw0,
+                    **{
+                        k: v for k, v in kw.items() if k in ("max_exp_avg_sq", "step", "first_step")
+                    },
+                },
+                nm,
+            )
+            for a, kw, nm in calls
+        ]
+        if base == "sgd_step" and kw0["momentum"]:
+            calls = [
+                ([a[0], a[1], a[2] if a[2] is not None else np.zeros_like(a[0])], kw, nm)
+                for a, kw, nm in calls
+            ]
+        if base == "adam_step" and kw0["amsgrad"]:
+            calls = [
+                (
+                    a,
+                    kw
+                    if kw["max_exp_avg_sq"] is not None
+                    else {**kw, "max_exp_avg_sq": np.array(np.abs(a[3]))},
+                    nm,
+                )
+                for a, kw, nm in calls
+            ]
+    bad = None
+    which = draw(st.integers(0, count - 1))
+    args, kw, names = calls[which]
+    if draw(st.integers(0, 2)) == 0:
+        i = draw(st.integers(0, len(names) - 1))
+        if args[i] is not None:
+            new, bad = _optim_bad(draw, args[i], names[i])
+            if isinstance(new, str) and new == "alias":
+                if i == 0 or names[i] == "grad" or args[i].size == 0:
+                    bad, new = None, args[i]  # grad may alias param: it is read first
+                else:
+                    new = args[0]
+            unused = names[i] == "momentum_buffer" and not kw.get("momentum", 0)
+            if (
+                unused
+                or bad is not None
+                and names[i] == "grad"
+                and bad.kind in ("readonly", "strided")
+            ):
+                bad = None  # grad is only read: any layout will do
+            if bad is not None and names[i] == "grad" and bad.kind == "list":
+                bad = None if dt == np.float64 else Corruption("grad", "dtype", ["float64"])
+            args[i] = new
+        elif draw(st.booleans()):  # a bad hyperparameter
+            key, val = draw(st.sampled_from([("lr", -1.0), ("lr", float("nan")), ("lr", "fast")]))
+            kw = {**kw, key: val}
+            bad = Corruption(key, "value", ["-1.0", "nan", "str"])
+            calls[which] = (args, kw, names)
+            if multi:
+                calls = [(a, {**k, key: val}, n) for a, k, n in calls]
+    before = [[a.copy() if isinstance(a, np.ndarray) else a for a in c[0]] for c in calls]
+    kw_before = [
+        {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in c[1].items()} for c in calls
+    ]
+
+    def invoke(module, cs):
+        if not multi:
+            a, k, _ = cs[0]
+            return getattr(module, name)(*a, **k)
+        k0 = dict(cs[0][1])
+        lists = [[c[0][j] for c in cs] for j in range(len(cs[0][0]))]
+        if base == "sgd_step":
+            k0.pop("first_step")
+            bufs = None if k0["momentum"] == 0 else lists[2]
+            flags = [c[1]["first_step"] for c in cs]
+            return module.sgd_step_multi(lists[0], lists[1], bufs, first_steps=flags, **k0)
+        k0.pop("step")
+        k0.pop("max_exp_avg_sq")
+        vmax = [c[1]["max_exp_avg_sq"] for c in cs] if k0["amsgrad"] else None
+        steps = [c[1]["step"] for c in cs]
+        return module.adam_step_multi(*lists, steps=steps, max_exp_avg_sqs=vmax, **k0)
+
+    call = f"ops.{name}"
+    with np.errstate(all="ignore"):
+        try:
+            invoke(ops, calls)
+        except (TypeError, ValueError) as exc:
+            if bad is None:
+                raise AssertionError(f"{call} refused a valid call: {exc!r}") from exc
+            check_message(exc, bad, call)
+            # refused: nothing was updated, in any entry
+            for c, b, kb in zip(calls, before, kw_before, strict=True):
+                for a, a0 in zip(c[0], b, strict=True):
+                    if isinstance(a, np.ndarray) and isinstance(a0, np.ndarray):
+                        same = np.array_equal(a, a0, equal_nan=a.dtype.kind == "f")
+                        assert same, f"{call} updated, then raised"
+                for k, v in c[1].items():
+                    if isinstance(v, np.ndarray) and v.dtype.kind == "f":
+                        assert np.array_equal(v, kb[k], equal_nan=True), f"{call} updated {k}"
+            return
+        if bad is not None:
+            raise AssertionError(f"{call} accepted {bad.arg} ({bad.kind})")
+        want = [
+            (
+                [np.array(a) if a is not None else a for a in b],
+                {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in kb.items()},
+                c[2],
+            )
+            for b, kb, c in zip(before, kw_before, calls, strict=True)
+        ]
+        invoke(reference, want)
+    eps = np.finfo(dt).eps
+    for c, w, b in zip(calls, want, before, strict=True):
+        pairs = list(zip(c[0], w[0], b, strict=True))
+        pairs += [
+            (c[1][k], w[1][k], kw_before[0].get(k)) for k in c[1] if isinstance(c[1][k], np.ndarray)
+        ]
+        for got, exp, old in pairs:
+            if not isinstance(got, np.ndarray) or got is c[0][1] or got.dtype.kind != "f":
+                continue
+            old = old if isinstance(old, np.ndarray) and old.shape == got.shape else exp
+            with np.errstate(all="ignore"):
+                tol = 16 * eps * (np.abs(exp) + 4 * np.abs(exp - old) + eps)
+            assert_close(got, exp, np.nan_to_num(tol, nan=np.inf), call)
+
+
+GROUPS = {"ops": fuzz_ops, "modules": fuzz_modules, "tensor": fuzz_tensor, "optim": fuzz_optim}
 
 
 def run(group: str, examples: int, isa: str | None = None) -> None:

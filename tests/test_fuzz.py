@@ -15,11 +15,18 @@ from myelin import _config, ops
 HERE = Path(__file__).resolve().parent
 HUGE = 2**31 + 3
 
-# examples per group: 6,000 in all (about 60 s on one core); MYELIN_FUZZ_SCALE multiplies them
+# examples per group: 7,000 on the default path and 250 more per other ISA (about 60 s on one
+# core); MYELIN_FUZZ_SCALE multiplies them
 SCALE = float(os.environ.get("MYELIN_FUZZ_SCALE", "1"))
-GROUPS = [("ops", 3000, None), ("modules", 1500, None), ("tensor", 1000, None)]
-# the kernels behind ops once more on each ISA path other than the default
-GROUPS += [("ops", 250, isa) for isa in _config.available_isas() if isa != "baseline"]
+GROUPS = [
+    ("ops", 3000, None),
+    ("modules", 1500, None),
+    ("tensor", 1000, None),
+    ("optim", 1000, None),
+]
+# the kernels behind ops once more on each ISA path other than the default (the best one)
+DEFAULT_ISA = _config.current_isa()
+GROUPS += [("ops", 250, isa) for isa in _config.available_isas() if isa != DEFAULT_ISA]
 
 
 def _run(group: str, examples: int, isa) -> subprocess.CompletedProcess:

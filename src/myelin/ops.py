@@ -745,7 +745,7 @@ def _param(p, name: str) -> np.ndarray:
     if not p.flags.c_contiguous:
         raise ValueError(f"{name} must be C-contiguous to be updated in place")
     if not p.flags.writeable:
-        raise ValueError(f"{name} is read-only")
+        raise ValueError(f"{name} is read-only; expected a writable array updated in place")
     return p
 
 
@@ -755,7 +755,7 @@ def _state(s, name: str, param: np.ndarray, op: str) -> np.ndarray:
         raise TypeError(f"{op}: {name} has dtype {s.dtype}; expected {param.dtype} like param")
     _same_shape(param, s, "param", name, op)
     if np.may_share_memory(s, param):
-        raise ValueError(f"{op}: {name} shares memory with param")
+        raise ValueError(f"{op}: {name} shares memory with param; expected a separate array")
     return s
 
 
@@ -798,7 +798,7 @@ def sgd_step(
     buf = None
     if momentum != 0.0:
         if momentum_buffer is None:
-            raise ValueError("sgd_step: momentum_buffer is required when momentum != 0")
+            raise ValueError("sgd_step: momentum_buffer is required when momentum != 0, got None")
         buf = _state(momentum_buffer, "momentum_buffer", param, op)
     if _check_only:
         return
@@ -849,7 +849,7 @@ def adam_step(
     vmax = None
     if amsgrad:
         if max_exp_avg_sq is None:
-            raise ValueError("adam_step: max_exp_avg_sq is required when amsgrad=True")
+            raise ValueError("adam_step: max_exp_avg_sq is required when amsgrad=True, got None")
         vmax = _state(max_exp_avg_sq, "max_exp_avg_sq", param, op)
     if _check_only:
         return
@@ -940,7 +940,23 @@ def adam_step_multi(
                 _check_only=True,
             ),
         )
-        raise
+        # every entry is valid, in a layout the one-call path does not take (a strided grad):
+        # one call per entry, as adam_step takes them
+        for i in range(len(lists[0])):
+            adam_step(
+                lists[0][i],
+                lists[1][i],
+                lists[2][i],
+                lists[3][i],
+                step=steps[i],
+                lr=lr,
+                betas=(beta1, beta2),
+                eps=eps,
+                weight_decay=weight_decay,
+                decoupled_weight_decay=decoupled_weight_decay,
+                amsgrad=amsgrad,
+                max_exp_avg_sq=None if vmax is None else vmax[i],
+            )
 
 
 def sgd_step_multi(
@@ -984,7 +1000,18 @@ def sgd_step_multi(
                 _check_only=True,
             ),
         )
-        raise
+        for i in range(len(params)):  # all valid: one call per entry, as sgd_step takes them
+            sgd_step(
+                params[i],
+                grads[i],
+                None if bufs is None else bufs[i],
+                lr=lr,
+                momentum=momentum,
+                dampening=dampening,
+                nesterov=nesterov,
+                weight_decay=weight_decay,
+                first_step=flags[i],
+            )
 
 
 def rmsprop_step(
@@ -1014,12 +1041,12 @@ def rmsprop_step(
     buf = None
     if momentum != 0.0:
         if momentum_buffer is None:
-            raise ValueError("rmsprop_step: momentum_buffer is required when momentum != 0")
+            raise ValueError("rmsprop_step: momentum_buffer is required when momentum != 0, got None")
         buf = _state(momentum_buffer, "momentum_buffer", param, op)
     gavg = None
     if centered:
         if grad_avg is None:
-            raise ValueError("rmsprop_step: grad_avg is required when centered=True")
+            raise ValueError("rmsprop_step: grad_avg is required when centered=True, got None")
         gavg = _state(grad_avg, "grad_avg", param, op)
     _kernels.rmsprop_step(
         param,
