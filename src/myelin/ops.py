@@ -1041,7 +1041,9 @@ def rmsprop_step(
     buf = None
     if momentum != 0.0:
         if momentum_buffer is None:
-            raise ValueError("rmsprop_step: momentum_buffer is required when momentum != 0, got None")
+            raise ValueError(
+                "rmsprop_step: momentum_buffer is required when momentum != 0, got None"
+            )
         buf = _state(momentum_buffer, "momentum_buffer", param, op)
     gavg = None
     if centered:
