@@ -336,7 +336,7 @@ def _run_chain(chain: list, x, workspace) -> Tensor:
     for layer in chain:
         lin = layer[4]
         if features != lin.in_features:
-            shape = tuple(xt.shape) if lin is first else tuple(xt.shape[:-1]) + (features,)
+            shape = tuple(xt.shape) if lin is first else f"(..., {features})"
             raise ValueError(
                 f"{lin._signature()} got input of shape {shape}; expected (..., {lin.in_features})"
             )
