@@ -180,3 +180,71 @@ def test_softmax_random(data):
     axis = data.draw(st.integers(-len(shape), len(shape) - 1))
     check_forward("softmax", x, axis=axis)
     check_forward("log_softmax", x, axis=axis)
+
+
+# ---------------------------------------------------------------- layer shape errors
+
+
+def _layer_error(call, *parts):
+    with pytest.raises(ValueError) as info:
+        call()
+    msg = str(info.value)
+    for p in parts:
+        assert p in msg, f"{p!r} not in {msg!r}"
+
+
+def test_layer_shape_errors_name_layer_and_shapes():
+    import myelin
+    from myelin import nn
+
+    lin = nn.Linear(10, 64)
+    for x in (np.zeros((5, 11), np.float32), myelin.tensor(np.zeros((2, 5, 11), np.float32))):
+        _layer_error(lambda x=x: lin(x), "Linear(10, 64)", str(tuple(np.shape(x))), "(..., 10)")
+    _layer_error(lambda: lin(np.zeros((), np.float32)), "Linear(10, 64)", "()")
+    # Sequential runs its Linear layers as one fused chain: the errors are the same
+    seq = nn.Sequential(nn.Linear(10, 64), nn.ReLU(), nn.Linear(32, 3))
+    _layer_error(lambda: seq(np.zeros((5, 11), np.float32)), "Linear(10, 64)", "(5, 11)")
+    _layer_error(lambda: seq(np.zeros((5, 10), np.float32)), "Linear(32, 3)", "(..., 64)", "32")
+    with myelin.no_grad():
+        _layer_error(lambda: seq(np.zeros((7, 10))), "Linear(32, 3)", "(..., 64)")
+
+
+# ---------------------------------------------------------------- probabilities fed as logits
+
+
+def test_warns_when_logits_look_like_probabilities():
+    import warnings
+
+    import myelin
+    from myelin import nn
+    from myelin.nn import functional as Fn
+
+    rng = np.random.default_rng(0)
+    x = myelin.tensor(rng.standard_normal((32, 10)).astype(np.float32), requires_grad=True)
+    labels = myelin.tensor(rng.integers(0, 5, 32))
+    targets = (rng.random((32, 1)) > 0.5).astype(np.float32)
+    softmaxed = nn.Sequential(nn.Linear(10, 5), nn.Softmax(dim=1))
+    with pytest.warns(UserWarning, match="output of a softmax"):
+        nn.CrossEntropyLoss()(softmaxed(x), labels)
+    probs = Fn.softmax(rng.standard_normal((32, 5)), dim=1).data  # no graph: by the values
+    with pytest.warns(UserWarning, match="sum to 1"):
+        Fn.cross_entropy(probs, labels)
+    with pytest.warns(UserWarning, match="output of a sigmoid"):
+        nn.BCEWithLogitsLoss()(nn.Sequential(nn.Linear(10, 1), nn.Sigmoid())(x), targets)
+    with pytest.warns(UserWarning, match="output of a sigmoid"):  # Linear's own activation
+        nn.BCEWithLogitsLoss()(nn.Linear(10, 1, activation="sigmoid")(x), targets)
+    with pytest.warns(UserWarning, match="BCEWithLogitsLoss"):  # sigmoid output + BCELoss
+        big = myelin.tensor(100 * x.data, requires_grad=True)
+        nn.BCELoss()(nn.Sequential(nn.Linear(10, 1), nn.Sigmoid())(big), targets)
+    # normal use stays silent: logits, probabilities into BCELoss that did not saturate, a
+    # 2-class row that happens to sum to 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        logits = nn.Sequential(nn.Linear(10, 5))(x)
+        nn.CrossEntropyLoss()(logits, labels)
+        Fn.cross_entropy(logits.data, labels)
+        nn.BCEWithLogitsLoss()(nn.Linear(10, 1)(x), targets)
+        nn.BCELoss()(nn.Sequential(nn.Linear(10, 1), nn.Sigmoid())(x), targets)
+        Fn.cross_entropy(np.array([[0.3, 0.7]] * 4), np.zeros(4, np.int64))
+        with myelin.no_grad():
+            nn.CrossEntropyLoss()(nn.Linear(10, 5)(x), labels)

@@ -334,7 +334,7 @@ static void FN(adam_step)(T *p, T *m, T *v, T *vmax, const T *g, int64_t n, T be
         p[i] = pi - step_size * mi / denom;                                                       \
     }
     if (vmax) {
-        OPS_ADAM_BODY(T vm = vmax[i]; vi = vm > vi ? vm : vi; vmax[i] = vi;)
+        OPS_ADAM_BODY(T vm = vmax[i]; vi = (vm > vi || vm != vm) ? vm : vi; vmax[i] = vi;)
     } else {
         OPS_ADAM_BODY()
     }

@@ -163,7 +163,8 @@ void REF(adam_step_)(T *p, T *m, T *v, T *vmax, const T *g, int64_t n, double lr
         m[i] = (T)mi;
         v[i] = (T)vi;
         if (vmax) {
-            vi = vmax[i] > vi ? vmax[i] : vi;
+            double vm = vmax[i];
+            vi = (vm > vi || vm != vm) ? vm : vi; /* NaN propagates, as torch.maximum */
             vmax[i] = (T)vi;
         }
         p[i] = (T)(pi - lr / bc1 * mi / (sqrt(vi) / sqrt(bc2) + eps));

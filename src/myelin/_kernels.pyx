@@ -23,6 +23,8 @@ ACT_TANH = 4
 # ---------------------------------------------------------------- checks
 
 cdef inline bint _is_f64(cnp.ndarray a) except -1:
+    if a is None:  # a typed argument lets None through: never read it as an array
+        raise TypeError("myelin kernels take float32 or float64 arrays, got None")
     cdef int t = cnp.PyArray_TYPE(a)
     if t == cnp.NPY_FLOAT32:
         return False
@@ -41,6 +43,29 @@ cdef inline int _same(cnp.ndarray a, bint f64, Py_ssize_t size, bint write) exce
         raise ValueError(f"array of {cnp.PyArray_SIZE(a)} elements where {size} were expected")
     if write and not cnp.PyArray_ISWRITEABLE(a):
         raise ValueError("output array is read-only")
+    return 0
+
+
+cdef int _same_dims(cnp.ndarray a, cnp.ndarray b) except -1:
+    """a and b have one shape (not only one size)."""
+    cdef int d
+    if a.ndim == b.ndim:
+        for d in range(a.ndim):
+            if a.shape[d] != b.shape[d]:
+                break
+        else:
+            return 0
+    raise ValueError(f"arrays of shapes {(<object>a).shape} and {(<object>b).shape} where one "
+                     f"shape was expected")
+
+
+cdef int _apart(cnp.ndarray a, cnp.ndarray b) except -1:
+    """The memory of two C-contiguous arrays does not overlap."""
+    cdef char *pa = <char *>cnp.PyArray_DATA(a)
+    cdef char *pb = <char *>cnp.PyArray_DATA(b)
+    if cnp.PyArray_NBYTES(a) and cnp.PyArray_NBYTES(b) and \
+            pa < pb + cnp.PyArray_NBYTES(b) and pb < pa + cnp.PyArray_NBYTES(a):
+        raise ValueError("an optimizer state shares memory with its parameter")
     return 0
 
 
@@ -754,8 +779,15 @@ cdef int _check_adam(cnp.ndarray p, cnp.ndarray g, cnp.ndarray m, cnp.ndarray v,
     _same(m, f64, n, True)
     _same(v, f64, n, True)
     _same(g, f64, n, False)
+    _same_dims(p, g)
+    _same_dims(p, m)
+    _same_dims(p, v)
+    _apart(p, m)
+    _apart(p, v)
     if vmax is not None:
         _same(vmax, f64, n, True)
+        _same_dims(p, vmax)
+        _apart(p, vmax)
     if step < 1:
         raise ValueError("adam_multi: step must be >= 1")
     return 0
@@ -774,8 +806,11 @@ def sgd_multi(list params, list grads, object bufs, double lr, double momentum,
         size = cnp.PyArray_SIZE(params[i])
         _same(params[i], f64, size, True)
         _same(grads[i], f64, size, False)
+        _same_dims(params[i], grads[i])
         if bufs is not None:
             _same(bufs[i], f64, size, True)
+            _same_dims(params[i], bufs[i])
+            _apart(params[i], bufs[i])
         elif momentum != 0.0:
             raise ValueError("sgd_multi: momentum needs buffers")
     for i in range(n):

@@ -116,7 +116,7 @@ def _check_out(out, name: str, shape: tuple, dtype: np.dtype) -> np.ndarray:
     if out.shape != tuple(shape):
         raise ValueError(f"{name} has shape {out.shape}; expected {tuple(shape)}")
     if not out.flags.writeable:
-        raise ValueError(f"{name} is read-only")
+        raise ValueError(f"{name} is read-only; expected a writable array")
     return out
 
 
@@ -306,7 +306,10 @@ def linear(
     if bias is not None:
         bias = _contig(arrays[2])
         if bias.shape != (n_out,):
-            raise ValueError(f"linear: bias has shape {bias.shape}; expected ({n_out},)")
+            raise ValueError(
+                f"linear: bias has shape {bias.shape}; expected ({n_out},) for weight "
+                f"{weight.shape}"
+            )
     shape = x.shape[:-1] + (n_out,)
     x2 = _rows(x, n_in)
     if not x2.flags.aligned:
@@ -387,7 +390,9 @@ def linear_backward(
     arrays: Any = [_as_float(grad_y, "grad_y"), _as_float(x, "x"), _as_float(weight, "weight")]
     if act != _kernels.ACT_NONE:
         if y is None:
-            raise ValueError(f"linear_backward: y (the forward output) is needed for {activation}")
+            raise ValueError(
+                f"linear_backward: y (the forward output) is needed for {activation}, got None"
+            )
         arrays.append(_as_float(y, "y"))
     arrays = _promote(*arrays)
     grad_y, x, weight = arrays[:3]
@@ -404,7 +409,10 @@ def linear_backward(
         )
     expected = x.shape[:-1] + (n_out,)
     if grad_y.shape != expected:
-        raise ValueError(f"linear_backward: grad_y has shape {grad_y.shape}; expected {expected}")
+        raise ValueError(
+            f"linear_backward: grad_y has shape {grad_y.shape}; expected {expected} from x "
+            f"{x.shape} and weight {weight.shape}"
+        )
     g = _rows(_contig(grad_y), n_out)
     if act != _kernels.ACT_NONE:
         y = arrays[3]
@@ -686,13 +694,27 @@ def softmax_cross_entropy(
             f"softmax_cross_entropy: logits must be 2-D (N, C), got shape {logits.shape}"
         )
     n, c = logits.shape
-    lab = np.asarray(labels)
-    if lab.dtype.kind not in "iu":
-        raise ValueError(
-            f"labels must be integer class indices (int32 or int64), got dtype {lab.dtype}"
-        )
-    if lab.shape != (n,):
-        raise ValueError(f"labels has shape {lab.shape}; expected ({n},), one per row of logits")
+    lab64, n_valid = _class_labels(labels, n, c, ignore_index)
+    scale = 1.0 / n_valid if (reduction == "mean" and n_valid) else 1.0
+    grad = np.empty((n, c), logits.dtype)
+    row_loss = np.empty(n, logits.dtype) if reduction == "none" else None
+    total = _kernels.softmax_xent(row_loss, grad, _contig(logits), lab64, smoothing, scale)
+    return _finish_loss(total, n_valid, reduction, logits.dtype, row_loss), grad
+
+
+def _class_labels(labels, n: int, c: int, ignore_index, name: str = "labels"):
+    """Class labels ``(n,)`` for ``c`` classes as a contiguous int64 array with ignored rows set to
+    -1, and the number of rows not ignored. Raises, before any kernel runs, TypeError for a
+    non-numeric ``labels`` and ValueError naming the first label that is negative, ``>= c``,
+    not a whole number or NaN (unless it equals ``ignore_index``)."""
+    if labels is None:
+        raise TypeError(f"{name} must be an array of integer class indices, got None")
+    try:
+        lab = np.asarray(labels)
+    except (ValueError, TypeError) as exc:
+        raise TypeError(
+            f"{name} could not be converted to an array of class indices (expected integers): {exc}"
+        ) from None
     if ignore_index is not None:
         try:
             ignore_index = operator.index(ignore_index)
@@ -700,17 +722,48 @@ def softmax_cross_entropy(
             raise TypeError(
                 f"ignore_index must be an int or None, got {type(ignore_index).__name__}"
             ) from None
+    kind = lab.dtype.kind
+    if kind == "b":
+        raise ValueError(
+            f"{name} has dtype bool; expected integer class indices (int32 or int64), not a mask"
+        )
+    if kind not in "iuf":
+        raise TypeError(
+            f"{name} has dtype {lab.dtype}; expected integer class indices (int32 or int64)"
+        )
+    if lab.shape != (n,):
+        raise ValueError(
+            f"{name} has shape {lab.shape}; expected ({n},), one per row of the ({n}, {c}) "
+            f"{'logits' if name == 'labels' else 'input'}"
+        )
+    if kind == "f" and (n or isinstance(labels, np.ndarray)):
+        with np.errstate(invalid="ignore"):
+            whole = np.isfinite(lab) & (lab == np.round(lab))
+        bad = np.flatnonzero(~whole)
+        if not n:
+            raise TypeError(
+                f"{name} has dtype {lab.dtype}; expected integer class indices (int32 or int64)"
+            )
+        first = int(bad[0]) if bad.size else 0
+        what = "is not a whole number" if bad.size else "is a float"
+        raise ValueError(
+            f"{name} has dtype {lab.dtype}: {name}[{first}] = {float(lab[first])} {what}; expected "
+            f"integer class indices in [0, {c}) (convert with .astype(np.int64))"
+        )
+    if kind == "f":  # no rows: an empty list of labels
+        lab = lab.astype(np.int64)
+    if kind == "u" and lab.dtype.itemsize == 8 and n and lab.max() > np.iinfo(np.int64).max:
+        first = int(np.flatnonzero(lab > np.iinfo(np.int64).max)[0])
+        raise ValueError(
+            f"{name}[{first}] = {lab[first]} is not a class index: expected 0 <= label < {c}"
+        )
     lab64, n_valid, bad = _kernels.prepare_labels(lab, c, ignore_index)
     if bad >= 0:
         extra = f" or ignore_index={ignore_index}" if ignore_index is not None else ""
         raise ValueError(
-            f"labels[{bad}] = {lab[bad]} is not a class index: expected 0 <= label < {c}{extra}"
+            f"{name}[{bad}] = {lab[bad]} is not a class index: expected 0 <= label < {c}{extra}"
         )
-    scale = 1.0 / n_valid if (reduction == "mean" and n_valid) else 1.0
-    grad = np.empty((n, c), logits.dtype)
-    row_loss = np.empty(n, logits.dtype) if reduction == "none" else None
-    total = _kernels.softmax_xent(row_loss, grad, _contig(logits), lab64, smoothing, scale)
-    return _finish_loss(total, n_valid, reduction, logits.dtype, row_loss), grad
+    return lab64, n_valid
 
 
 def _pointwise_loss(kind: int, x, t, reduction, op: str, names: tuple[str, str]):
@@ -757,7 +810,7 @@ def _param(p, name: str) -> np.ndarray:
     if not p.flags.c_contiguous:
         raise ValueError(f"{name} must be C-contiguous to be updated in place")
     if not p.flags.writeable:
-        raise ValueError(f"{name} is read-only")
+        raise ValueError(f"{name} is read-only; expected a writable array updated in place")
     return p
 
 
@@ -767,7 +820,7 @@ def _state(s, name: str, param: np.ndarray, op: str) -> np.ndarray:
         raise TypeError(f"{op}: {name} has dtype {s.dtype}; expected {param.dtype} like param")
     _same_shape(param, s, "param", name, op)
     if np.may_share_memory(s, param):
-        raise ValueError(f"{op}: {name} shares memory with param")
+        raise ValueError(f"{op}: {name} shares memory with param; expected a separate array")
     return s
 
 
@@ -810,7 +863,7 @@ def sgd_step(
     buf = None
     if momentum != 0.0:
         if momentum_buffer is None:
-            raise ValueError("sgd_step: momentum_buffer is required when momentum != 0")
+            raise ValueError("sgd_step: momentum_buffer is required when momentum != 0, got None")
         buf = _state(momentum_buffer, "momentum_buffer", param, op)
     if _check_only:
         return
@@ -861,7 +914,7 @@ def adam_step(
     vmax = None
     if amsgrad:
         if max_exp_avg_sq is None:
-            raise ValueError("adam_step: max_exp_avg_sq is required when amsgrad=True")
+            raise ValueError("adam_step: max_exp_avg_sq is required when amsgrad=True, got None")
         vmax = _state(max_exp_avg_sq, "max_exp_avg_sq", param, op)
     if _check_only:
         return
@@ -960,7 +1013,23 @@ def adam_step_multi(
                 _check_only=True,
             ),
         )
-        raise
+        # every entry is valid, in a layout the one-call path does not take (a strided grad):
+        # one call per entry, as adam_step takes them
+        for i in range(len(lists[0])):
+            adam_step(
+                lists[0][i],
+                lists[1][i],
+                lists[2][i],
+                lists[3][i],
+                step=steps[i],
+                lr=lr,
+                betas=(beta1, beta2),
+                eps=eps,
+                weight_decay=weight_decay,
+                decoupled_weight_decay=decoupled_weight_decay,
+                amsgrad=amsgrad,
+                max_exp_avg_sq=None if vmax is None else vmax[i],
+            )
 
 
 def sgd_step_multi(
@@ -1004,7 +1073,18 @@ def sgd_step_multi(
                 _check_only=True,
             ),
         )
-        raise
+        for i in range(len(params)):  # all valid: one call per entry, as sgd_step takes them
+            sgd_step(
+                params[i],
+                grads[i],
+                None if bufs is None else bufs[i],
+                lr=lr,
+                momentum=momentum,
+                dampening=dampening,
+                nesterov=nesterov,
+                weight_decay=weight_decay,
+                first_step=flags[i],
+            )
 
 
 def rmsprop_step(
@@ -1034,12 +1114,14 @@ def rmsprop_step(
     buf = None
     if momentum != 0.0:
         if momentum_buffer is None:
-            raise ValueError("rmsprop_step: momentum_buffer is required when momentum != 0")
+            raise ValueError(
+                "rmsprop_step: momentum_buffer is required when momentum != 0, got None"
+            )
         buf = _state(momentum_buffer, "momentum_buffer", param, op)
     gavg = None
     if centered:
         if grad_avg is None:
-            raise ValueError("rmsprop_step: grad_avg is required when centered=True")
+            raise ValueError("rmsprop_step: grad_avg is required when centered=True, got None")
         gavg = _state(grad_avg, "grad_avg", param, op)
     _kernels.rmsprop_step(
         param,

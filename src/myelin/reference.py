@@ -220,7 +220,7 @@ def softmax_cross_entropy(
     rows = np.arange(n)
     nll = -logp[rows, safe] if c else np.zeros(n, logits.dtype)
     smooth = -np.mean(logp, axis=1) if c else np.zeros(n, logits.dtype)
-    losses = (1 - s) * nll + s * smooth
+    losses = (1 - s) * nll + s * smooth if s else nll  # no 0 * inf from a -inf logit
     losses = np.where(ignored, 0, losses).astype(logits.dtype)
     grad = np.exp(logp) - s / c if c else logp.copy()
     if c:

@@ -7,6 +7,7 @@ graph node whose backward is one (or two) kernel calls of :mod:`myelin.ops`.
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -50,12 +51,74 @@ def _float_input(x, name: str, like: Tensor | None = None) -> Tensor:
             )
         return x
     dtype = like._data.dtype if like is not None else None
-    t = as_tensor(x)
+    if x is None:
+        raise TypeError(f"{name} must be a tensor, array or nested list of numbers, got None")
+    if isinstance(x, np.ndarray) and x.dtype not in (np.float32, np.float64):
+        raise TypeError(
+            f"{name} has dtype {x.dtype}; expected float32 or float64 (convert with "
+            f".astype(np.float32))"
+        )
+    try:
+        t = as_tensor(x)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"{name} could not be converted to a tensor (expected numbers): {exc}"
+        ) from None
     if t._data.dtype.kind in "biu" or dtype is not None and t._data.dtype != dtype:
         t = Tensor(t._data.astype(dtype or np.float32))
-    if t._data.dtype.kind != "f":
-        raise TypeError(f"{name} has dtype {t._data.dtype}; expected floating-point numbers")
+    if t._data.dtype.kind != "f" or t._data.dtype.itemsize < 4:
+        raise TypeError(f"{name} has dtype {t._data.dtype}; expected float32 or float64")
     return t
+
+
+def _tagged(out: Tensor, kind) -> Tensor:
+    """Record on ``out``'s graph node which activation produced it (read by the losses on
+    logits to spot probabilities fed in by mistake); free when no graph is recorded."""
+    ctx = out._ctx
+    if ctx is not None and kind is not None:
+        ctx[1].kind = kind
+    return out
+
+
+def _made_by(t) -> str | None:
+    """The activation that produced Tensor ``t`` last, if the graph recorded one."""
+    ctx = t._ctx if type(t) is Tensor else None
+    return getattr(ctx[1], "kind", None) if ctx is not None else None
+
+
+def _warn_probabilities(loss: str, x, what: str, instead: str) -> None:
+    warnings.warn(
+        f"{loss} takes logits (raw scores), but its input {what}; the loss and its gradient "
+        f"are then wrong. {instead}",
+        UserWarning,
+        stacklevel=4,
+    )
+
+
+def _check_logits(x: Tensor, loss: str) -> None:
+    """Warn when the input of softmax cross-entropy looks like probabilities: it came from a
+    softmax node of the graph, or its first rows (at most 8, so the check costs nothing) each lie
+    in [0, 1] and sum to 1 with 3 or more classes."""
+    if _made_by(x) == "softmax":
+        _warn_probabilities(
+            loss, x, "is the output of a softmax", "Remove the Softmax: the loss applies it."
+        )
+        return
+    d = x._data
+    if d.ndim != 2 or d.shape[1] < 3 or d.shape[0] == 0:
+        return
+    if d[0].min() < 0:  # logits almost always have a negative score: one cheap look first
+        return
+    head = d[:8]
+    if head.min() >= 0 and head.max() <= 1:
+        sums = head.sum(axis=1, dtype=np.float64)
+        if np.all(np.abs(sums - 1.0) <= 1e-4 * d.shape[1]):
+            _warn_probabilities(
+                loss,
+                x,
+                "rows lie in [0, 1] and sum to 1, like probabilities (softmax applied twice?)",
+                "Pass the scores before the Softmax.",
+            )
 
 
 # ---------------------------------------------------------------- linear
@@ -102,7 +165,7 @@ def linear(
         )
         return gx, gw, gb
 
-    return _make(y, (x, weight, b), backward)
+    return _tagged(_make(y, (x, weight, b), backward), activation)
 
 
 class Workspace:
@@ -199,6 +262,7 @@ def linear_chain(
         return grads
 
     backward.fresh = True  # every array it returns is new or the parameter's own spare
+    backward.kind = acts[-1]  # the last activation, for the losses' checks
     if pooled:
 
         def release():
@@ -291,7 +355,7 @@ def _chain_backward(g, x, layers, outs, weights, acts, slopes, workspace) -> lis
 def _activation(x, forward, backward, name: str) -> Tensor:
     x = _float_input(x, "input")
     y = forward(x._data)
-    return _make(y, (x,), lambda g: (backward(g, y),))
+    return _tagged(_make(y, (x,), lambda g: (backward(g, y),)), name)
 
 
 def relu(input: TensorLike) -> Tensor:
@@ -323,7 +387,7 @@ def softmax(input: TensorLike, dim: int = -1) -> Tensor:
     """``exp(x) / sum(exp(x))`` along ``dim``."""
     x = _float_input(input, "input")
     y = ops.softmax(x._data, axis=dim)
-    return _make(y, (x,), lambda g: (ops.softmax_backward(g, y, axis=dim),))
+    return _tagged(_make(y, (x,), lambda g: (ops.softmax_backward(g, y, axis=dim),)), "softmax")
 
 
 def log_softmax(input: TensorLike, dim: int = -1) -> Tensor:
@@ -400,6 +464,7 @@ def cross_entropy(
         and input._data.dtype.kind == "f"
     ):  # the common case, straight to the fused kernel
         x = input
+        _check_logits(x, "cross_entropy")
         loss, grad = ops.softmax_cross_entropy(
             x._data,
             target._data,
@@ -411,7 +476,15 @@ def cross_entropy(
     if weight is not None:
         raise NotImplementedError("cross_entropy: per-class weight is not supported")
     x = _float_input(input, "input")
-    t = target._data if isinstance(target, Tensor) else np.asarray(target)
+    if target is None:
+        raise TypeError("target must be class indices (N,) or probabilities (N, C), got None")
+    try:
+        t = target._data if isinstance(target, Tensor) else np.asarray(target)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"target could not be converted to an array (expected labels): {exc}"
+        ) from None
+    _check_logits(x, "cross_entropy")
     if t.dtype.kind == "f" and t.shape == x.shape and t.ndim == 2:
         return _soft_cross_entropy(x, t.astype(x.dtype, copy=False), reduction, label_smoothing)
     if x.ndim == 1:
@@ -452,14 +525,22 @@ def nll_loss(
     input: TensorLike, target: TensorLike, ignore_index: int = -100, reduction: str = "mean"
 ) -> Tensor:
     """Negative log-likelihood of log-probabilities ``input`` (N, C) at integer ``target``."""
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     x = _float_input(input, "input")
-    lab = np.asarray(_labels(target))
+    if x.ndim == 1:  # one sample of C log-probabilities and a scalar target, as PyTorch allows
+        t = target._data if isinstance(target, Tensor) else np.asarray(target)
+        if t.ndim == 0:
+            out = nll_loss(x.reshape(1, -1), t.reshape(1), ignore_index, reduction)
+            return out.reshape(()) if reduction != "none" else out
+    if x.ndim != 2:
+        raise ValueError(f"nll_loss: input has shape {tuple(x.shape)}; expected (N, C)")
     n, c = x.shape
-    valid = lab != ignore_index
-    if np.any((lab[valid] < 0) | (lab[valid] >= c)):
-        bad = int(np.flatnonzero(valid & ((lab < 0) | (lab >= c)))[0])
-        raise ValueError(f"target[{bad}] = {lab[bad]} is not a class index in [0, {c})")
-    rows = np.flatnonzero(valid)
+    lab64, _ = ops._class_labels(
+        target._data if isinstance(target, Tensor) else target, n, c, ignore_index, "target"
+    )
+    rows = np.flatnonzero(lab64 >= 0)
+    lab = lab64
     per = np.zeros(n, x.dtype)
     per[rows] = -x._data[rows, lab[rows]]
     count = rows.size
@@ -488,6 +569,13 @@ def binary_cross_entropy_with_logits(
     """Sigmoid + binary cross-entropy on logits, numerically stable (PyTorch's
     ``binary_cross_entropy_with_logits``); ``input`` and ``target`` have one shape."""
     x = _float_input(input, "input")
+    if _made_by(input) == "sigmoid":
+        _warn_probabilities(
+            "binary_cross_entropy_with_logits",
+            x,
+            "is the output of a sigmoid",
+            "Remove the Sigmoid: the loss applies it.",
+        )
     t = _float_input(target, "target", like=x)
     loss, grad = ops.binary_cross_entropy_with_logits(x._data, t._data, reduction=reduction)
     return _make(np.asarray(loss), (x,), lambda g: (_reduce_grad(g, grad, reduction),))
@@ -500,9 +588,23 @@ def binary_cross_entropy(input: TensorLike, target: TensorLike, reduction: str =
     t = _float_input(target, "target", like=x)
     p, y = x._data, t._data
     if p.shape != y.shape:
-        raise ValueError(f"input has shape {p.shape} but target has shape {y.shape}")
+        raise ValueError(
+            f"binary_cross_entropy: input has shape {p.shape} but target has shape {y.shape}; "
+            f"they must be equal"
+        )
     if p.size and (np.nanmin(p) < 0 or np.nanmax(p) > 1):
-        raise ValueError("binary_cross_entropy: input must hold probabilities in [0, 1]")
+        raise ValueError(
+            f"binary_cross_entropy: input must hold probabilities in [0, 1], got values in "
+            f"[{np.nanmin(p)}, {np.nanmax(p)}] (logits? use binary_cross_entropy_with_logits)"
+        )
+    if p.size and _made_by(input) == "sigmoid" and (np.nanmin(p) == 0 or np.nanmax(p) == 1):
+        warnings.warn(
+            "binary_cross_entropy: the sigmoid output it was given saturated to exactly 0 or 1, "
+            "where the log is clamped and the gradient lost (the sigmoid output + BCELoss "
+            "mistake); use binary_cross_entropy_with_logits (BCEWithLogitsLoss) on the logits",
+            UserWarning,
+            stacklevel=3,
+        )
     with np.errstate(divide="ignore"):
         logp = np.maximum(np.log(p), -100)
         log1mp = np.maximum(np.log1p(-p), -100)
