@@ -757,11 +757,12 @@ def _class_labels(labels, n: int, c: int, ignore_index, name: str = "labels"):
         raise ValueError(
             f"{name}[{first}] = {lab[first]} is not a class index: expected 0 <= label < {c}"
         )
-    lab64, n_valid, bad = _kernels.prepare_labels(lab, c, ignore_index)
-    if bad >= 0:
+    lab64, n_valid, bad_at = _kernels.prepare_labels(lab, c, ignore_index)
+    if bad_at >= 0:
         extra = f" or ignore_index={ignore_index}" if ignore_index is not None else ""
         raise ValueError(
-            f"{name}[{bad}] = {lab[bad]} is not a class index: expected 0 <= label < {c}{extra}"
+            f"{name}[{bad_at}] = {lab[bad_at]} is not a class index: expected "
+            f"0 <= label < {c}{extra}"
         )
     return lab64, n_valid
 

@@ -555,12 +555,12 @@ def nll_loss(
         return (full,)
 
     if reduction == "none":
-        out = per
+        value = per
     elif reduction == "sum":
-        out = np.asarray(per.sum())
+        value = np.asarray(per.sum())
     else:
-        out = np.asarray(per.sum() / count if count else np.nan, dtype=x.dtype)
-    return _make(out, (x,), backward)
+        value = np.asarray(per.sum() / count if count else np.nan, dtype=x.dtype)
+    return _make(value, (x,), backward)
 
 
 def binary_cross_entropy_with_logits(
