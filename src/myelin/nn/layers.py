@@ -325,16 +325,17 @@ class Sequential(Module):
             plan = (Module._generation, self._fuse())
             self.__dict__["_plan"] = plan  # not through __setattr__: that would bump it
         for step in plan[1]:
-            if type(step) is list:
-                x = _run_chain(step, x, self.__dict__.get("_workspace"))
+            if type(step) is tuple:
+                x = _run_chain(step[0], x, self.__dict__.get("_workspace"), step[1])
             else:
                 x = step(x)
         return x
 
     def _fuse(self) -> list:
-        """The forward as steps: modules to call, and lists of F.linear_chain layers (each run
-        of Linear layers, each with the activation module that follows it fused in). Kept
-        until a module of the program changes (``Module._generation``)."""
+        """The forward as steps: modules to call, and ``(layers, mismatch)`` pairs: the
+        F.linear_chain layers of a run of Linear layers (each with the activation module that
+        follows it fused in), and the error to raise if their features do not chain (else None).
+        Kept until a module of the program changes (``Module._generation``)."""
         mods = [m for m in self._modules.values() if m is not None]
         steps, i, n = [], 0, len(mods)
         while i < n:
@@ -343,6 +344,7 @@ class Sequential(Module):
                 i += 1
                 continue
             chain: list = []
+            mismatch = None
             while i < n and type(mods[i]) is Linear:
                 lin = mods[i]
                 act, slope = lin.activation, lin.negative_slope
@@ -354,18 +356,18 @@ class Sequential(Module):
                         slope = nxt.negative_slope
                     i += 1
                 params = lin._parameters
-                if chain and chain[-1][4].out_features != lin.in_features:
+                if chain and mismatch is None and chain[-1][4].out_features != lin.in_features:
                     prev = chain[-1][4]
-                    raise ValueError(
+                    mismatch = (
                         f"{lin._signature()} got input of shape (..., {prev.out_features}); "
                         f"expected (..., {lin.in_features})"
                     )
                 chain.append((params["weight"], params.get("bias"), act, slope, lin))
-            steps.append(chain)
+            steps.append((chain, mismatch))
         return steps
 
 
-def _run_chain(chain: list, x, workspace) -> Tensor:
+def _run_chain(chain: list, x, workspace, mismatch: str | None = None) -> Tensor:
     first = chain[0][4]
     xt = x if type(x) is Tensor else F._float_input(x, "input", like=first.weight)
     d = xt._data
@@ -374,6 +376,8 @@ def _run_chain(chain: list, x, workspace) -> Tensor:
             f"{first._signature()} got input of shape {tuple(d.shape)}; expected "
             f"(..., {first.in_features})"
         )
+    if mismatch is not None:
+        raise ValueError(mismatch)
     return F.linear_chain(xt, chain, workspace)
 
 
