@@ -228,7 +228,7 @@ def broadcast_optimizer_state(optimizer, src: int = 0) -> None:
 
 def _signature(module: Module) -> list:
     return [
-        (name, tuple(p._data.shape), p._data.dtype.str) for name, p in module.named_parameters()
+        (name, tuple(p._data.shape), str(p._data.dtype)) for name, p in module.named_parameters()
     ]
 
 
