@@ -116,6 +116,18 @@ def test_fit_on_two_ranks_matches_one_process_and_prints_once(tmp_path):
     assert str(got["printed_1"]) == ""
 
 
+def test_the_distributed_digits_example_runs_and_learns():
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    example = Path(__file__).parent.parent / "examples" / "distributed_digits.py"
+    cmd = [_mpiexec(), "-n", "2", sys.executable, str(example), "--epochs", "5"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, env=env)
+    _ok(proc)
+    assert "over 2 rank(s)" in proc.stdout
+    assert proc.stdout.count("Epoch 5/5") == 1  # rank 0 alone prints
+    accuracy = float(proc.stdout.split("test accuracy ")[1].split()[0])
+    assert accuracy > 0.85  # ten classes: chance is 0.1
+
+
 # ---------------------------------------------------------------- failures under mpiexec
 
 
