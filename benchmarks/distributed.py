@@ -32,11 +32,11 @@ import numpy as np
 SIZES = (784, 512, 256, 10)
 
 
-def _mlp(nn):
+def _mlp(nn, sizes):
     layers = []
-    for i in range(len(SIZES) - 1):
-        layers.append(nn.Linear(SIZES[i], SIZES[i + 1]))
-        if i < len(SIZES) - 2:
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)
 
@@ -52,7 +52,7 @@ def _median_step(step, steps: int, blocks: int = 5) -> float:
     return statistics.median(times)
 
 
-def worker(steps: int, batch: int, batches: list) -> None:
+def worker(steps: int, batch: int, batches: list, sizes: tuple) -> None:
     import myelin
     import myelin.distributed as dist
     from myelin import nn, optim
@@ -60,15 +60,15 @@ def worker(steps: int, batch: int, batches: list) -> None:
     dist.init(seed=0)
     world, rank = dist.world_size(), dist.rank()
     myelin.manual_seed(0)
-    net = _mlp(nn)
+    net = _mlp(nn, sizes)
     model = dist.DistributedDataParallel(net) if world > 1 else net
     opt = optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
     rng = np.random.default_rng(rank)
 
     def make_step(b: int):
-        x = myelin.tensor(rng.standard_normal((b, SIZES[0])).astype(np.float32))
-        y = myelin.tensor(rng.integers(0, SIZES[-1], b))
+        x = myelin.tensor(rng.standard_normal((b, sizes[0])).astype(np.float32))
+        y = myelin.tensor(rng.integers(0, sizes[-1], b))
 
         def step():
             opt.zero_grad()
@@ -120,6 +120,7 @@ def launch(ranks: int, threads: int, args) -> dict:
     cmd = [_mpiexec(), "-n", str(ranks), sys.executable, __file__, "--worker"]
     cmd += ["--steps", str(args.steps), "--batch", str(args.batch)]
     cmd += ["--batches", ",".join(map(str, args.batches))]
+    cmd += ["--sizes", ",".join(map(str, args.sizes))]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     if proc.returncode != 0:
         sys.exit(f"{ranks} rank(s) x {threads} thread(s) failed:\n{proc.stderr}")
@@ -132,14 +133,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--batch", type=int, default=128, help="samples per rank and step")
     parser.add_argument("--batches", default="32,128,512,2048", help="1-rank step sizes to time")
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="the MLP's widths")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.batches = [int(b) for b in args.batches.split(",") if b]
+    args.sizes = tuple(int(n) for n in args.sizes.split(",") if n)
     if args.worker:
-        worker(args.steps, args.batch, args.batches)
+        worker(args.steps, args.batch, args.batches, args.sizes)
         return
     print(
-        f"MLP {'-'.join(map(str, SIZES))}, batch {args.batch} per rank, Adam; "
+        f"MLP {'-'.join(map(str, args.sizes))}, batch {args.batch} per rank, Adam; "
         f"{os.cpu_count()} cores, load average before: {os.getloadavg()[0]:.1f}"
     )
     rows = []
