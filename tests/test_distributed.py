@@ -80,6 +80,10 @@ def test_two_ranks_match_one_process_on_the_global_batch(tmp_path, name):
         # over B, then a sum): equal to float32 rounding, not bitwise
         np.testing.assert_allclose(w0, want, rtol=1e-5, atol=1e-6)
     assert int(got["steps_0"]) == int(got["steps_1"]) == steps  # one averaging per step
+    m0, m1 = got["masks_0"], got["masks_1"]  # dropout after dist.manual_seed(7), twice
+    np.testing.assert_array_equal(m0[0], m0[1])
+    np.testing.assert_array_equal(m1[0], m1[1])
+    assert not np.array_equal(m0[0], m1[0])
 
 
 def test_averaged_gradient_is_bitwise_the_mean_of_the_local_ones(tmp_path):
@@ -94,9 +98,10 @@ def test_averaged_gradient_is_bitwise_the_mean_of_the_local_ones(tmp_path):
         np.testing.assert_array_equal(got[f"avg_1_{i}"], want)
 
 
-def test_fit_on_two_ranks_matches_one_process_and_prints_once(tmp_path):
+@pytest.mark.parametrize("mode", ["wrap", "plain"])
+def test_fit_on_two_ranks_matches_one_process_and_prints_once(tmp_path, mode):
     out = tmp_path / "out.npz"
-    _ok(_run("fit_sharded.py", 16, 3, out))
+    _ok(_run("fit_sharded.py", 16, 3, out, mode))
     got = np.load(out)
     x, y = fit_sharded.make_data()
     net = fit_sharded.make_model()

@@ -56,11 +56,17 @@ def main() -> None:
             averaged = [np.array(p.grad) for p in net.parameters()]
         opt.step()
     weights = [p.data.copy() for p in net.parameters()]
-    gathered = dist._world().gather((weights, local, averaged, model.comm_steps), root=0)
+    seeds = []
+    for _ in range(2):  # per-rank dropout masks: distinct across ranks, repeated when reseeded
+        dist.manual_seed(7)
+        seeds.append(nn.functional.dropout(myelin.ones(64), 0.5, training=True).numpy())
+    comm = dist._world()
+    gathered = comm.gather((weights, local, averaged, model.comm_steps, seeds), root=0)
     if r == 0:
         arrays = {}
-        for rank_, (ws, ls, avs, n) in enumerate(gathered):
+        for rank_, (ws, ls, avs, n, masks) in enumerate(gathered):
             arrays[f"steps_{rank_}"] = np.array(n)
+            arrays[f"masks_{rank_}"] = np.stack(masks)
             for i, (wi, li, ai) in enumerate(zip(ws, ls, avs, strict=True)):
                 arrays[f"w_{rank_}_{i}"] = wi
                 arrays[f"local_{rank_}_{i}"] = li

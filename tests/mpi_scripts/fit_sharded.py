@@ -1,7 +1,8 @@
 """``fit`` of a DistributedDataParallel model (run under mpiexec): writes rank 0's history, the
 weights of every rank and what each rank printed to OUT.npz.
 
-Usage: fit_sharded.py BATCH_PER_RANK EPOCHS OUT.npz
+Usage: fit_sharded.py BATCH_PER_RANK EPOCHS OUT.npz wrap|plain (plain: fit(distributed=True)
+of the unwrapped model)
 """
 
 import contextlib
@@ -29,15 +30,17 @@ def make_model():
 
 
 def main() -> None:
-    batch, epochs, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    batch, epochs, out, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
     dist.init(seed=3)
     x, y = make_data()
     net = make_model()
-    model = dist.DistributedDataParallel(net)
+    model = dist.DistributedDataParallel(net) if mode == "wrap" else net
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        history = model.fit(x, y, epochs=epochs, batch_size=batch, shuffle=False, verbose=2)
+        history = model.fit(
+            x, y, epochs=epochs, batch_size=batch, shuffle=False, verbose=2, distributed=True
+        )
     weights = [p.data.copy() for p in net.parameters()]
     gathered = dist._world().gather((weights, printed.getvalue(), history.history), root=0)
     if dist.rank() != 0:
