@@ -36,6 +36,7 @@ def test_every_example_is_tested():
         "pytorch_style.py",
         "keras_style.py",
         "overfit_one_batch.py",
+        "distributed_digits.py",  # under mpiexec, in test_distributed.py
     }
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
