@@ -37,6 +37,7 @@ def test_every_example_is_tested():
         "keras_style.py",
         "overfit_one_batch.py",
         "training_curve.py",
+        "distributed_digits.py",  # under mpiexec, in test_distributed.py
     }
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 

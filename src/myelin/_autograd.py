@@ -9,6 +9,7 @@ training step costs one Python call per recorded op, never per element.
 from __future__ import annotations
 
 import functools
+import itertools
 import threading
 
 import numpy as np
@@ -127,6 +128,35 @@ def _consumed(g):
     )
 
 
+# Called with no arguments after every successful reverse pass, in registration order (how
+# myelin.distributed averages gradients by the time ``loss.backward()`` returns).
+_post_backward_hooks: dict = {}
+_hook_keys = itertools.count()
+
+
+class _HookHandle:
+    def __init__(self, key: int) -> None:
+        self.key = key
+
+    def remove(self) -> None:
+        _post_backward_hooks.pop(self.key, None)
+
+
+def register_post_backward_hook(fn) -> _HookHandle:
+    """Call ``fn()`` after each ``backward()`` has filled the gradients; ``.remove()`` the
+    returned handle to stop."""
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    key = next(_hook_keys)
+    _post_backward_hooks[key] = fn
+    return _HookHandle(key)
+
+
+def _run_post_backward_hooks() -> None:
+    for fn in list(_post_backward_hooks.values()):
+        fn()
+
+
 def backward(root, grad: np.ndarray, retain_graph: bool = False) -> None:
     """Reverse pass from ``root`` seeded with ``grad``; leaves accumulate into ``.grad``.
 
@@ -136,6 +166,8 @@ def backward(root, grad: np.ndarray, retain_graph: bool = False) -> None:
     adopted: set = set()
     if root._ctx is None:
         accumulate(root, grad, adopted)
+        if _post_backward_hooks:
+            _run_post_backward_hooks()
         return
     order = _toposort(root)
     grads = {id(root): grad}
@@ -173,3 +205,5 @@ def backward(root, grad: np.ndarray, retain_graph: bool = False) -> None:
                 grads[k] = pg if prev is None else prev + pg
     finally:
         _set_grad_enabled(prev_mode)
+    if _post_backward_hooks:
+        _run_post_backward_hooks()

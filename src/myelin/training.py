@@ -33,7 +33,7 @@ import numpy as np
 
 from myelin import _random, nn, ops, optim
 from myelin._autograd import no_grad
-from myelin.callbacks import History, _CallbackList, _check_callbacks
+from myelin.callbacks import History, ModelCheckpoint, _CallbackList, _check_callbacks
 from myelin.tensor import Tensor
 
 if TYPE_CHECKING:
@@ -239,6 +239,10 @@ def _resolve_optimizer(optimizer):
 def _logits_fn(model, kind):
     """The function of the input whose output the loss sees, and whether an activation was split
     off the model's end."""
+    wrapped = getattr(model, "_logits_with", None)  # a DistributedDataParallel
+    if wrapped is not None:
+        fn, split = _logits_fn(model.module, kind)
+        return (lambda x: wrapped(fn, x)), split
     want = {"sparse": "softmax", "categorical": "softmax", "binary": "sigmoid"}.get(kind)
     if want is None or not isinstance(model, nn.Sequential) or len(model) == 0:
         return model, False
@@ -741,6 +745,7 @@ def fit(
     callbacks: Sequence[Callback] | None = (),
     verbose: int | str = 1,
     initial_epoch: int = 0,
+    distributed=None,
 ) -> History:
     """Train ``model`` for ``epochs`` passes over the data (``keras.Model.fit``,
     https://keras.io/api/models/model_training_apis/).
@@ -770,6 +775,14 @@ def fit(
         otherwise); 2 one line per epoch.
     initial_epoch : int
         Epoch to resume from (0-based).
+    distributed : bool, optional
+        Train data-parallel across the ranks of the MPI job (see :mod:`myelin.distributed`;
+        call ``myelin.distributed.init()`` first). The default is True exactly when ``model`` is
+        a ``DistributedDataParallel``; a plain model is wrapped for the call. Each rank then
+        trains on its shard of ``x`` (``batch_size`` samples per rank and step; a DataLoader
+        should use a ``DistributedSampler``), gradients are averaged over the ranks, the epoch
+        logs are averaged over all samples of all ranks, and only rank 0 prints and runs
+        ``ModelCheckpoint``.
 
     Returns
     -------
@@ -798,6 +811,10 @@ def fit(
         raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
     user_callbacks = _check_callbacks(callbacks)
     dtype = _param_dtype(model)
+    dist = _distributed(model, distributed)
+    if dist is not None and dist.rank() != 0:
+        verbose = 0
+        user_callbacks = [c for c in user_callbacks if not isinstance(c, ModelCheckpoint)]
 
     val = None
     sample = None
@@ -827,6 +844,8 @@ def fit(
                 )
             val = _ArrayBatches(train.x[split_at:], train.y[split_at:], batch_size, False)
             train = _ArrayBatches(train.x[:split_at], train.y[:split_at], batch_size, shuffle)
+        if dist is not None:
+            train = dist._ShardedArrays(train.x, train.y, batch_size, shuffle)
         samples = train.n
         sample = train.x[:1]
     if validation_data is not None:
@@ -849,7 +868,13 @@ def fit(
     try:
         if state.optimizer is None:
             _prebuild(model, state, sample)
-        _train(model, state, train, val, cbs, progress, initial_epoch, epochs)
+        sync = None
+        if dist is not None:
+            wrapped = isinstance(model, dist.DistributedDataParallel)
+            sync = model if wrapped else dist.DistributedDataParallel(model)
+            if state.optimizer is not None:
+                dist.broadcast_optimizer_state(state.optimizer)
+        _train(model, state, train, val, cbs, progress, initial_epoch, epochs, sync)
     finally:
         for m, flag in modes:
             object.__setattr__(m, "training", flag)
@@ -869,7 +894,38 @@ def _prebuild(model, state: _Compiled, sample) -> None:
     _build_optimizer(model, state)
 
 
-def _train(model, state, train, val, cbs, progress, initial_epoch: int, epochs: int) -> None:
+def _distributed(model, distributed):
+    """myelin.distributed when fit trains data-parallel, else None."""
+    from myelin import distributed as dist  # imports no MPI by itself
+
+    wrapped = isinstance(model, dist.DistributedDataParallel)
+    if distributed is None:
+        distributed = wrapped
+    if not isinstance(distributed, (bool, np.bool_)):
+        raise TypeError(f"distributed must be True, False or None, got {distributed!r}")
+    if not distributed:
+        if wrapped:
+            raise ValueError(
+                "distributed=False, but the model is a DistributedDataParallel, whose backward "
+                "passes average over the ranks; pass its .module to train one process alone"
+            )
+        return None
+    if not dist.is_initialized():
+        raise RuntimeError("fit(distributed=True) needs myelin.distributed.init() first")
+    return dist
+
+
+def _set_epoch(train, epoch: int) -> None:
+    """Tell the epoch to whatever shards the data (a DistributedSampler), so that it reshuffles."""
+    loader = getattr(train, "loader", None)
+    for obj in (train, loader, getattr(loader, "sampler", None)):
+        if callable(getattr(obj, "set_epoch", None)):
+            obj.set_epoch(epoch)
+
+
+def _train(
+    model, state, train, val, cbs, progress, initial_epoch: int, epochs: int, sync=None
+) -> None:
     params = list(model.parameters()) if state.optimizer is not None else None
     want_begin = cbs.wants("train_begin")
     want_end = cbs.wants("train_end")
@@ -877,6 +933,7 @@ def _train(model, state, train, val, cbs, progress, initial_epoch: int, epochs: 
     cbs.call("on_train_begin", {})
     for epoch in range(initial_epoch, epochs):
         cbs.call("on_epoch_begin", epoch, {})
+        _set_epoch(train, epoch)
         model.train()
         progress.epoch_begin(epoch)
         run = _Running(state.metrics)
@@ -896,11 +953,13 @@ def _train(model, state, train, val, cbs, progress, initial_epoch: int, epochs: 
             loss = _loss(state, out, yb)
             value = float(loss._data)
             run.add(state, value, out._data, yb, len(xb))
-            if math.isfinite(value):
+            if math.isfinite(value) if sync is None else sync._all_finite(value):
                 if state.optimizer is None:
                     _build_optimizer(model, state)
                 if params is None:
                     params = list(model.parameters())
+                if sync is not None:
+                    sync._prepare_for_backward()
                 loss.backward()
                 norm_sum += ops.global_norm([p._grad for p in params if p._grad is not None])
                 steps += 1
@@ -917,6 +976,8 @@ def _train(model, state, train, val, cbs, progress, initial_epoch: int, epochs: 
         if run.n == 0:
             raise ValueError(f"x produced no batches in epoch {epoch + 1}")
         progress.train_end()
+        if sync is not None:
+            sync._average_logs(run)
         logs = run.logs()
         if val is not None:
             for k, v in _run_test(model, state, val, cbs).items():

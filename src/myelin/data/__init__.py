@@ -16,6 +16,7 @@ from myelin.data.dataloader import (
     default_collate,
 )
 from myelin.data.dataset import ConcatDataset, Dataset, Subset, TensorDataset, random_split
+from myelin.data.distributed import DistributedSampler
 from myelin.data.preprocessing import Normalize
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "ConcatDataset",
     "DataLoader",
     "Dataset",
+    "DistributedSampler",
     "Normalize",
     "RandomSampler",
     "Sampler",
