@@ -86,6 +86,7 @@ PUBLIC_MODULES = [
     "myelin.keras.utils",
     "myelin.ops",
     "myelin.sklearn",
+    "myelin.distributed",
 ]
 
 

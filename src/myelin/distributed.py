@@ -31,6 +31,7 @@ import operator
 import sys
 import time
 import weakref
+from typing import Any
 
 import numpy as np
 
@@ -54,8 +55,8 @@ __all__ = [
     "world_size",
 ]
 
-_MPI = None
-_comm = None
+_MPI: Any = None  # the mpi4py.MPI module once init() ran (mpi4py is optional)
+_comm: Any = None
 _previous_excepthook = None
 
 
@@ -274,7 +275,8 @@ class _Bucket:
 def _make_buckets(params: list, cap_bytes: float) -> list:
     buckets = []
     for tensors in _flat_groups(params).values():
-        group, size = [], 0
+        group: list = []
+        size = 0
         for p in tensors:
             nbytes = p._data.nbytes
             if group and size + nbytes > cap_bytes:

@@ -919,8 +919,9 @@ def _set_epoch(train, epoch: int) -> None:
     """Tell the epoch to whatever shards the data (a DistributedSampler), so that it reshuffles."""
     loader = getattr(train, "loader", None)
     for obj in (train, loader, getattr(loader, "sampler", None)):
-        if callable(getattr(obj, "set_epoch", None)):
-            obj.set_epoch(epoch)
+        set_epoch = getattr(obj, "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(epoch)
 
 
 def _train(

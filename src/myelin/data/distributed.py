@@ -111,6 +111,7 @@ class DistributedSampler(Sampler):
 
     @property
     def num_samples(self) -> int:
+        """Indices this rank gets per epoch (the same on every rank)."""
         n, r = len(self.dataset), self.num_replicas
         return n // r if self.drop_last else -(-n // r)
 
