@@ -259,3 +259,42 @@ def test_python_threads_training_separate_models_match_serial(threads):
         concurrent = list(pool.map(train, seeds))
     for s, (a, b) in enumerate(zip(serial, concurrent, strict=True)):
         assert _same_bits(tuple(a), tuple(b)), f"model {s} trained in a thread differs"
+
+
+def test_every_kernel_call_releases_the_gil():
+    """Every call of a computing C entry (myelin_<op>_f32/_f64) in the bindings sits in a
+    `with nogil:` block or a nogil function, so Python threads run while kernels do."""
+    import pathlib
+
+    pyx = pathlib.Path(__file__).resolve().parents[1] / "src" / "myelin" / "_kernels.pyx"
+    if not pyx.exists():
+        pytest.skip("the bindings' source is not beside the tests")
+    held, calls, nogil_indent, header, header_indent = [], 0, None, "", 0
+    for number, line in enumerate(pyx.read_text().splitlines(), 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        indent = len(line) - len(line.lstrip())
+        if header:  # the rest of a signature spanning lines
+            header += text
+        elif text.startswith(("cdef ", "def ", "cpdef ")) and text.endswith((":", ",")):
+            header, header_indent = text, indent  # a signature, not a cdef declaration
+        if header:
+            if text.endswith(":"):
+                if "nogil" in header and not header.startswith("cdef extern"):
+                    nogil_indent = header_indent  # the body of a nogil function
+                elif nogil_indent is not None and header_indent <= nogil_indent:
+                    nogil_indent = None
+                header = ""
+            continue
+        if nogil_indent is not None and indent <= nogil_indent:
+            nogil_indent = None
+        if text.startswith("with nogil"):
+            nogil_indent = indent
+            continue
+        if re.search(r"\bmyelin_\w+_f(32|64)\(", text):
+            calls += 1
+            if nogil_indent is None:
+                held.append((number, text))
+    assert calls > 20
+    assert not held, f"kernel calls holding the GIL: {held}"
