@@ -98,8 +98,44 @@ int myelin_get_num_threads(void)
 #endif
 }
 
+int myelin_flush_denormal_mode = 0;
+int64_t myelin_parallel_regions = 0;
+
+void myelin_fpenv_sync_slow(void)
+{
+#if defined(__SSE__) || defined(__x86_64__)
+    const unsigned csr = _mm_getcsr() & ~MYELIN_MXCSR_FLUSH;
+    _mm_setcsr(csr | (__atomic_load_n(&myelin_flush_denormal_mode, __ATOMIC_RELAXED) ? MYELIN_MXCSR_FLUSH : 0u));
+#endif
+}
+
+int myelin_set_flush_denormal(int on)
+{
+#if defined(__SSE__) || defined(__x86_64__)
+    /* read by every thread at its next kernel or parallel region; a plain int is enough, as
+     * the worker threads see it after the region's fork, which is a synchronisation point */
+    __atomic_store_n(&myelin_flush_denormal_mode, on ? 1 : 0, __ATOMIC_RELAXED);
+    myelin_fpenv_sync();
+    return 1;
+#else
+    (void)on;
+    return 0;
+#endif
+}
+
+int myelin_get_flush_denormal(void)
+{
+    return __atomic_load_n(&myelin_flush_denormal_mode, __ATOMIC_RELAXED);
+}
+
+int64_t myelin_parallel_region_count(void)
+{
+    return __atomic_load_n(&myelin_parallel_regions, __ATOMIC_RELAXED);
+}
+
 int myelin_threads_for(double work, double grain)
 {
+    myelin_fpenv_sync(); /* every kernel passes here on its calling thread first */
     int max = myelin_get_num_threads();
     if (max <= 1 || grain <= 0 || work < 2 * grain) return 1;
     double n = work / grain;

@@ -82,3 +82,75 @@ def test_set_num_threads_in_forked_child_warns_and_stays_serial():
     )
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+# ---------------------------------------------------------------- after multithreaded training
+
+_TRAIN_THEN_FORK = textwrap.dedent(
+    """
+    import multiprocessing, os, sys
+    import numpy as np
+    import myelin
+    import myelin.nn.functional as F
+    from myelin import nn, optim
+
+    def build():
+        myelin.manual_seed(0)
+        return nn.Sequential(nn.Linear(300, 512), nn.ReLU(), nn.Linear(512, 10))
+
+    r = np.random.default_rng(0)
+    X = r.standard_normal((256, 300)).astype(np.float32)
+    Y = r.integers(0, 10, 256)
+
+    def step(model, opt):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(myelin.tensor(X)), myelin.tensor(Y))
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    myelin.set_num_threads(2)
+    model = build()
+    opt = optim.Adam(model.parameters(), lr=1e-3)
+    before = myelin._kernels.parallel_region_count()
+    for _ in range(3):
+        step(model, opt)  # multithreaded training in the parent
+    assert myelin._kernels.parallel_region_count() > before, "the parent never went parallel"
+    with myelin.no_grad():
+        parent_out = model(myelin.tensor(X)).numpy()
+
+    def child_work(_=None):
+        # a forward pass and a training step of the parent's model, in the child
+        with myelin.no_grad():
+            out = model(myelin.tensor(X)).numpy()
+        loss = step(model, opt)
+        return np.array_equal(out, parent_out), np.isfinite(loss), myelin.get_num_threads()
+
+    mode = sys.argv[1]
+    if mode == "os.fork":
+        pid = os.fork()
+        if pid == 0:
+            same, finite, threads = child_work()
+            os._exit(0 if same and finite and threads == 1 else 3)
+        _, status = os.waitpid(pid, 0)
+        sys.exit(os.waitstatus_to_exitcode(status))
+    else:
+        # one task per worker: each starts from the parent's model
+        with multiprocessing.get_context("fork").Pool(2, maxtasksperchild=1) as pool:
+            results = pool.map_async(child_work, range(4)).get(timeout=100)
+        assert all(s and f for s, f, _ in results), results
+        step(model, opt)  # and the parent trains on, multithreaded
+        assert myelin.get_num_threads() == 2
+    """
+)
+
+
+@pytest.mark.parametrize("mode", ["os.fork", "pool"])
+def test_fork_after_multithreaded_training(mode):
+    """After training on 2 threads, a forked child (os.fork, or the workers of a multiprocessing
+    "fork" pool) runs a forward pass equal to the parent's and a training step, within a
+    timeout (GNU OpenMP would hang the child's first parallel region)."""
+    r = subprocess.run(
+        [sys.executable, "-c", _TRAIN_THEN_FORK, mode], capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0, r.stderr

@@ -124,3 +124,177 @@ def test_python_threads_calling_at_once_match_serial(rng):
         concurrent = list(pool.map(work, seeds))
     for s, c in zip(serial, concurrent, strict=True):
         assert _same_bits(s, c)
+
+
+# ---------------------------------------------------------------- thread count follows the work
+
+
+def _mlp(sizes, seed, dtype=np.float32):
+    from myelin import nn
+
+    myelin.manual_seed(seed)
+    layers = []
+    for a, b in zip(sizes[:-1], sizes[1:], strict=False):
+        layers += [nn.Linear(a, b, dtype=dtype), nn.ReLU()]
+    return nn.Sequential(*layers[:-1])
+
+
+def _train(model, x, y, steps, lr=1e-3):
+    """`steps` Adam steps of `model` on one batch; the parameters afterwards as arrays."""
+    import myelin.nn.functional as F
+    from myelin import optim
+
+    opt = optim.Adam(model.parameters(), lr=lr)
+    xt, yt = myelin.tensor(x), myelin.tensor(y)
+    for _ in range(steps):
+        opt.zero_grad()
+        F.cross_entropy(model(xt), yt).backward()
+        opt.step()
+    return [p.detach().numpy().copy() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("sizes", [(784, 64, 10), (64, 128, 64, 10)])
+def test_small_training_step_runs_on_one_thread(rng, threads, sizes):
+    """A training step whose products are a few Mflop enters no parallel region with 2 threads:
+    waking a second thread costs more than it saves, catastrophically so when another process
+    keeps the cores busy and the region waits for a descheduled thread."""
+    threads(2)
+    model = _mlp(sizes, 0)
+    x = randn(rng, (32, sizes[0]), np.float32)
+    y = rng.integers(0, sizes[-1], 32)
+    _train(model, x, y, 1)  # builds what is built lazily
+    before = myelin._kernels.parallel_region_count()
+    _train(model, x, y, 3)
+    assert myelin._kernels.parallel_region_count() == before
+
+
+def test_gemm_thread_count_follows_the_work(threads):
+    if not _config.has_openmp():
+        pytest.skip("serial build: myelin._kernels reports no OpenMP")
+    k = myelin._kernels
+    threads(2)
+    # the products of a 784-64-10 step at batch 32, forward and backward: one thread
+    for m, n, kk in [(32, 64, 784), (32, 10, 64), (64, 784, 32), (32, 784, 64), (10, 64, 32)]:
+        assert k.gemm_threads(m, n, kk) == 1, (m, n, kk)
+    assert k.gemm_threads(128, 128, 128) == 1
+    # both cores for 256^3 and larger, float32 and float64
+    for size in (256, 512, 1024):
+        assert k.gemm_threads(size, size, size) == 2
+        assert k.gemm_threads(size, size, size, True) == 2
+    assert k.gemm_threads(160, 160, 160, True) == 2  # float64 flops count double
+    assert k.gemm_threads(160, 160, 160) == 1
+    threads(1)
+    assert k.gemm_threads(1024, 1024, 1024) == 1
+    # the decision is what runs: a 256^3 product enters a region, a 64^3 one does not
+    threads(2)
+    a = np.ones((256, 256), np.float32)
+    before = k.parallel_region_count()
+    ops.matmul(a[:64, :64], a[:64, :64])
+    assert k.parallel_region_count() == before
+    ops.matmul(a, a)
+    assert k.parallel_region_count() == before + 1
+
+
+def test_elementwise_thread_count_follows_the_work(threads):
+    if not _config.has_openmp():
+        pytest.skip("serial build: myelin._kernels reports no OpenMP")
+    k = myelin._kernels
+    threads(2)
+    assert k.ops_threads(100_000) == 1
+    assert k.ops_threads(4_000_000) == 2
+    threads(1)
+    assert k.ops_threads(4_000_000) == 1
+
+
+# ---------------------------------------------------------------- determinism of training
+
+
+def _training_run(threads_n, rng_seed=1, dtype=np.float32):
+    """Parameters after Adam steps of an MLP large enough that its products, activations and
+    updates go parallel."""
+    myelin.set_num_threads(threads_n)
+    r = np.random.default_rng(rng_seed)
+    x = r.standard_normal((256, 300)).astype(dtype)
+    y = r.integers(0, 10, 256)
+    model = _mlp((300, 512, 768, 10), seed=7, dtype=dtype)
+    return _train(model, x, y, steps=4)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_training_bitwise_reproducible_and_identical_across_thread_counts(threads, dtype):
+    before = myelin._kernels.parallel_region_count()
+    first = _training_run(1, dtype=dtype)
+    again = _training_run(1, dtype=dtype)
+    assert _same_bits(tuple(first), tuple(again)), "two runs with the same seed differ"
+    for n in (2, 3):
+        got = _training_run(n, dtype=dtype)
+        for i, (p, q) in enumerate(zip(got, first, strict=True)):
+            assert _same_bits(p, q), f"parameter {i} after training on {n} threads differs"
+    if _config.has_openmp():
+        assert myelin._kernels.parallel_region_count() > before  # the runs did go parallel
+
+
+def test_python_threads_training_separate_models_match_serial(threads):
+    """Four Python threads each training their own model at once (the kernels release the GIL,
+    grad mode is per thread) end with the parameters of the same models trained one by one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    threads(2)
+
+    def job(seed):
+        r = np.random.default_rng(seed)
+        x = r.standard_normal((64, 40)).astype(np.float32)
+        y = r.integers(0, 5, 64)
+        return models[seed], x, y
+
+    def train(seed):
+        model, x, y = job(seed)
+        return _train(model, x, y, steps=25)
+
+    seeds = list(range(4))
+    models = {s: _mlp((40, 200, 300, 5), seed=s) for s in seeds}
+    serial = [train(s) for s in seeds]
+    models = {s: _mlp((40, 200, 300, 5), seed=s) for s in seeds}
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        concurrent = list(pool.map(train, seeds))
+    for s, (a, b) in enumerate(zip(serial, concurrent, strict=True)):
+        assert _same_bits(tuple(a), tuple(b)), f"model {s} trained in a thread differs"
+
+
+def test_every_kernel_call_releases_the_gil():
+    """Every call of a computing C entry (myelin_<op>_f32/_f64) in the bindings sits in a
+    `with nogil:` block or a nogil function, so Python threads run while kernels do."""
+    import pathlib
+
+    pyx = pathlib.Path(__file__).resolve().parents[1] / "src" / "myelin" / "_kernels.pyx"
+    if not pyx.exists():
+        pytest.skip("the bindings' source is not beside the tests")
+    held, calls, nogil_indent, header, header_indent = [], 0, None, "", 0
+    for number, line in enumerate(pyx.read_text().splitlines(), 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        indent = len(line) - len(line.lstrip())
+        if header:  # the rest of a signature spanning lines
+            header += text
+        elif text.startswith(("cdef ", "def ", "cpdef ")) and text.endswith((":", ",")):
+            header, header_indent = text, indent  # a signature, not a cdef declaration
+        if header:
+            if text.endswith(":"):
+                if "nogil" in header and not header.startswith("cdef extern"):
+                    nogil_indent = header_indent  # the body of a nogil function
+                elif nogil_indent is not None and header_indent <= nogil_indent:
+                    nogil_indent = None
+                header = ""
+            continue
+        if nogil_indent is not None and indent <= nogil_indent:
+            nogil_indent = None
+        if text.startswith("with nogil"):
+            nogil_indent = indent
+            continue
+        if re.search(r"\bmyelin_\w+_f(32|64)\(", text):
+            calls += 1
+            if nogil_indent is None:
+                held.append((number, text))
+    assert calls > 20
+    assert not held, f"kernel calls holding the GIL: {held}"

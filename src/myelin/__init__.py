@@ -10,7 +10,12 @@ __version__ = "0.1.0"
 
 from myelin import _config, callbacks, data, keras, nn, ops, optim, reference, utils  # noqa: E402
 from myelin._autograd import enable_grad, is_grad_enabled, no_grad  # noqa: E402
-from myelin._config import get_num_threads, set_num_threads  # noqa: E402
+from myelin._config import (  # noqa: E402
+    get_flush_denormal,
+    get_num_threads,
+    set_flush_denormal,
+    set_num_threads,
+)
 from myelin._random import Generator, manual_seed  # noqa: E402
 from myelin.serialization import load, load_model, save  # noqa: E402
 from myelin.tensor import (  # noqa: E402
@@ -74,6 +79,7 @@ __all__ = [
     "keras",
     "from_numpy",
     "full",
+    "get_flush_denormal",
     "get_num_threads",
     "int32",
     "int64",
@@ -91,6 +97,7 @@ __all__ = [
     "randn",
     "randperm",
     "reference",
+    "set_flush_denormal",
     "set_num_threads",
     "show_config",
     "stack",

@@ -186,7 +186,8 @@ def backward(root, grad: np.ndarray, retain_graph: bool = False) -> None:
             # per parent, which leaves may adopt as they are
             fresh = getattr(fn, "fresh", False)
             if not retain_graph:
-                t._ctx = (parents, _consumed)
+                # drop the parents too: they hold the activations (their _data)
+                t._ctx = ((None,) * len(parents), _consumed)
                 release = getattr(fn, "release", None)
                 if release is not None:
                     release()

@@ -97,6 +97,30 @@ def get_num_threads() -> int:
     return _kernels.get_num_threads()
 
 
+def set_flush_denormal(mode: bool) -> bool:
+    """Flush denormal (subnormal) floats to zero in the kernels, as ``torch.set_flush_denormal``
+    (https://pytorch.org/docs/stable/generated/torch.set_flush_denormal.html).
+
+    With ``mode=True``, every thread that runs a kernel (the calling thread, and each OpenMP
+    worker at the start of its next parallel region) sets the FTZ and DAZ bits of its x86 MXCSR:
+    results below the smallest normal float become zero and subnormal inputs read as zero,
+    which avoids the slow microcode path some CPUs take on them. Results on normal-range data
+    are unchanged. As in PyTorch, the mode is that of the threads themselves, so NumPy
+    arithmetic in a thread that has run a kernel flushes too. ``False`` restores IEEE
+    gradual underflow.
+
+    Returns True if the CPU supports the mode (x86 with SSE), else False and nothing changes.
+    """
+    if not isinstance(mode, (bool, int)):
+        raise TypeError(f"mode must be a bool, got {type(mode).__name__}")
+    return _kernels.set_flush_denormal(bool(mode))
+
+
+def get_flush_denormal() -> bool:
+    """Whether the kernels flush denormals to zero (see :func:`set_flush_denormal`)."""
+    return _kernels.get_flush_denormal()
+
+
 def _init_from_environment() -> None:
     requested = os.environ.get("MYELIN_CPU", "").strip().lower()
     rc = _kernels.select_isa(requested)

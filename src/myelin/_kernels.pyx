@@ -117,6 +117,38 @@ def get_num_threads():
     return myelin_get_num_threads()
 
 
+cdef extern from "myelin/parallel.h" nogil:
+    int myelin_set_flush_denormal(int on)
+    int myelin_get_flush_denormal()
+    int64_t myelin_parallel_region_count()
+    int myelin_gemm_threads(int64_t M, int64_t N, int64_t K, int f64)
+    int myelin_ops_threads(double work)
+
+
+def set_flush_denormal(bint on):
+    """Flush-to-zero mode of the kernels; False if this CPU has none."""
+    return bool(myelin_set_flush_denormal(on))
+
+
+def get_flush_denormal():
+    return bool(myelin_get_flush_denormal())
+
+
+def parallel_region_count():
+    """Parallel regions the kernels have entered so far in this process."""
+    return myelin_parallel_region_count()
+
+
+def gemm_threads(int64_t m, int64_t n, int64_t k, bint f64=False):
+    """Threads a contiguous (m, k) @ (k, n) product would use now."""
+    return myelin_gemm_threads(m, n, k, f64)
+
+
+def ops_threads(double work):
+    """Threads an elementwise op of `work` cost units (about one per element) would use now."""
+    return myelin_ops_threads(work)
+
+
 # ---------------------------------------------------------------- machine probe
 
 def fma_peak_gflops(int threads, double seconds):

@@ -866,20 +866,60 @@ def fit(
     object.__setattr__(model, "stop_training", False)
     modes = [(m, m.training) for m in model.modules()]
     try:
-        if state.optimizer is None:
-            _prebuild(model, state, sample)
-        sync = None
-        if dist is not None:
-            wrapped = isinstance(model, dist.DistributedDataParallel)
-            sync = model if wrapped else dist.DistributedDataParallel(model)
-            if state.optimizer is not None:
-                dist.broadcast_optimizer_state(state.optimizer)
-        _train(model, state, train, val, cbs, progress, initial_epoch, epochs, sync)
+        with _interruptible(model) as interrupted:
+            if state.optimizer is None:
+                _prebuild(model, state, sample)
+            sync = None
+            if dist is not None:
+                wrapped = isinstance(model, dist.DistributedDataParallel)
+                sync = model if wrapped else dist.DistributedDataParallel(model)
+                if state.optimizer is not None:
+                    dist.broadcast_optimizer_state(state.optimizer)
+            _train(model, state, train, val, cbs, progress, initial_epoch, epochs, sync)
     finally:
         for m, flag in modes:
             object.__setattr__(m, "training", flag)
     object.__setattr__(model, "history", history)
+    if interrupted:
+        at = history.epoch[-1] + 1 if history.epoch else initial_epoch + 1
+        warnings.warn(
+            f"fit interrupted (Ctrl-C) in epoch {at}: "
+            "stopped at the end of the batch running, returning the history so far",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return history
+
+
+@contextmanager
+def _interruptible(model):
+    """Ctrl-C (SIGINT) during fit stops training at the end of the current batch: the first one
+    sets ``model.stop_training``, so no step is left half done (parameters and optimizer state
+    stay consistent) and fit returns the history so far; a second one raises KeyboardInterrupt
+    at once. Yields a list that is non-empty after an interruption. Only in the main thread,
+    and only when SIGINT has Python's default handler (a user's own handler is left alone)."""
+    import signal
+    import threading
+
+    hits: list = []
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield hits
+        return
+
+    def handler(signum, frame):
+        hits.append(signum)
+        object.__setattr__(model, "stop_training", True)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C raises
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield hits
+    finally:
+        if signal.getsignal(signal.SIGINT) is handler:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _prebuild(model, state: _Compiled, sample) -> None:

@@ -18,8 +18,37 @@ static inline int myelin_thread_id(void) { return 0; }
 #define MYELIN_CHUNK 16384
 
 /* Threads worth using for `work` units when one thread should get at least `grain` of them:
- * between 1 and myelin_get_num_threads(). Tiny work runs on the calling thread alone. */
+ * between 1 and myelin_get_num_threads(). Tiny work runs on the calling thread alone. Every
+ * kernel calls it on the calling thread before it runs, so it also brings that thread's
+ * floating-point mode in line with myelin_set_flush_denormal. */
 int myelin_threads_for(double work, double grain);
+
+/* Flush-to-zero mode (FTZ and DAZ bits of MXCSR on x86) that the kernels run with: 0 or 1. */
+extern int myelin_flush_denormal_mode;
+/* Sets this thread's mode to myelin_flush_denormal_mode if it differs (one MXCSR read). */
+void myelin_fpenv_sync_slow(void);
+/* Parallel regions entered so far (a count for tests of the thread-count decisions). */
+extern int64_t myelin_parallel_regions;
+
+#if defined(__SSE__) || defined(__x86_64__)
+#include <xmmintrin.h>
+#define MYELIN_MXCSR_FLUSH 0x8040u /* FTZ (bit 15) | DAZ (bit 6) */
+static inline void myelin_fpenv_sync(void)
+{
+    const unsigned want = __atomic_load_n(&myelin_flush_denormal_mode, __ATOMIC_RELAXED) ? MYELIN_MXCSR_FLUSH : 0u;
+    if ((_mm_getcsr() & MYELIN_MXCSR_FLUSH) != want) myelin_fpenv_sync_slow();
+}
+#else
+static inline void myelin_fpenv_sync(void) {}
+#endif
+
+/* At the start of a parallel region, in every thread of the team (the master too): applies
+ * the flush-to-zero mode; the master also counts the region. */
+static inline void myelin_region_enter(void)
+{
+    myelin_fpenv_sync();
+    if (myelin_thread_id() == 0) __atomic_fetch_add(&myelin_parallel_regions, 1, __ATOMIC_RELAXED);
+}
 
 /* for (int64_t VAR = 0; VAR < N; VAR++) { ... } on `nt` threads (a variable of that name in the
  * caller), statically scheduled. One thread runs the loop directly: entering an OpenMP region
@@ -28,8 +57,12 @@ int myelin_threads_for(double work, double grain);
 #define MYELIN_PARALLEL_FOR(VAR, N, ...)                                                         \
     do {                                                                                          \
         if (nt > 1) {                                                                             \
-            _Pragma("omp parallel for num_threads(nt) schedule(static)")                          \
-            for (int64_t VAR = 0; VAR < (N); VAR++) { __VA_ARGS__ }                               \
+            _Pragma("omp parallel num_threads(nt)")                                               \
+            {                                                                                     \
+                myelin_region_enter();                                                            \
+                _Pragma("omp for schedule(static)")                                               \
+                for (int64_t VAR = 0; VAR < (N); VAR++) { __VA_ARGS__ }                           \
+            }                                                                                     \
         } else {                                                                                  \
             for (int64_t VAR = 0; VAR < (N); VAR++) { __VA_ARGS__ }                               \
         }                                                                                         \
@@ -40,5 +73,16 @@ int myelin_threads_for(double work, double grain);
         for (int64_t VAR = 0; VAR < (N); VAR++) { __VA_ARGS__ }                                   \
     } while (0)
 #endif
+
+/* The entries the bindings call (declared here with the state they control). */
+/* Turns the flush-to-zero mode on (1) or off (0) for every thread that runs a kernel from now
+ * on, the calling thread at once; 1 if the CPU has the mode (x86 SSE), 0 (and no change) if not. */
+int myelin_set_flush_denormal(int on);
+int myelin_get_flush_denormal(void);
+int64_t myelin_parallel_region_count(void);
+/* Threads a GEMM of (M, K) @ (K, N) would run on now (f64: float64, else float32). */
+int myelin_gemm_threads(int64_t M, int64_t N, int64_t K, int f64);
+/* Threads an elementwise-kind op of `work` cost units would run on now (ops.c's grain). */
+int myelin_ops_threads(double work);
 
 #endif /* MYELIN_PARALLEL_H */
