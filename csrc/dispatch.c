@@ -2,6 +2,7 @@
  * The path is picked once at import from cpuid (through gcc's __builtin_cpu_supports, which also
  * checks that the OS saves the wide registers); MYELIN_CPU, read by the Python side, may force one. */
 #include <string.h>
+#include <time.h>
 
 #include "myelin/kernels.h"
 #include "myelin/parallel.h"
@@ -133,11 +134,66 @@ int64_t myelin_parallel_region_count(void)
     return __atomic_load_n(&myelin_parallel_regions, __ATOMIC_RELAXED);
 }
 
+/* ---------------------------------------------------------------- contention backoff
+ *
+ * A parallel region ends when every thread of its team is done. When other programs keep the
+ * cores busy, the OS deschedules a worker for a time slice (milliseconds), and a region that
+ * should take 5 us takes 4 ms: small products on two threads then run hundreds of times slower
+ * than on one. Each region's master times it; a region that overran what its work explains by
+ * MYELIN_STALL_NS means the cores are shared, and for MYELIN_BACKOFF_NS after it, work under
+ * MYELIN_BACKOFF_GRAINS grains runs on the calling thread (larger work still splits: a stall
+ * costs it proportionally little). Then regions are tried again, so a machine that has become
+ * quiet gets both cores back within a second. The thread count never changes results (work is
+ * cut by data, not by threads), only the time. */
+#define MYELIN_GRAIN_NS 5000.0       /* a grain is at most ~5 us of one thread's work */
+#define MYELIN_STALL_NS 1000000      /* 1 ms beyond what the work explains: a descheduled thread */
+#define MYELIN_BACKOFF_NS 1000000000 /* one thread for small work for 1 s after a stall */
+#define MYELIN_BACKOFF_GRAINS 512.0  /* work of this many grains or more is always shared */
+
+static int64_t backoff_until_ns; /* CLOCK_MONOTONIC; accessed atomically */
+static int backoff_off;           /* 1: never back off (tests that count regions) */
+static _Thread_local int64_t region_t0_ns;
+static _Thread_local double region_grains;
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 int myelin_threads_for(double work, double grain)
 {
     myelin_fpenv_sync(); /* every kernel passes here on its calling thread first */
     int max = myelin_get_num_threads();
     if (max <= 1 || grain <= 0 || work < 2 * grain) return 1;
     double n = work / grain;
+    const int64_t t = now_ns();
+    if (n < MYELIN_BACKOFF_GRAINS && t < __atomic_load_n(&backoff_until_ns, __ATOMIC_RELAXED))
+        return 1;
+    region_t0_ns = t; /* the region the caller is about to run, timed by myelin_region_exit */
+    region_grains = n;
     return n >= max ? max : (int)n;
+}
+
+void myelin_region_exit(int nt)
+{
+    const int64_t t = now_ns();
+    const double expected = region_grains * MYELIN_GRAIN_NS / (nt > 0 ? nt : 1);
+    if ((double)(t - region_t0_ns) > MYELIN_STALL_NS + 4.0 * expected &&
+        !__atomic_load_n(&backoff_off, __ATOMIC_RELAXED))
+        __atomic_store_n(&backoff_until_ns, t + MYELIN_BACKOFF_NS, __ATOMIC_RELAXED);
+}
+
+void myelin_backoff_set(double seconds)
+{
+    const int64_t until = seconds > 0 ? now_ns() + (int64_t)(seconds * 1e9) : 0;
+    __atomic_store_n(&backoff_off, seconds < 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&backoff_until_ns, until, __ATOMIC_RELAXED);
+}
+
+double myelin_backoff_remaining(void)
+{
+    const int64_t left = __atomic_load_n(&backoff_until_ns, __ATOMIC_RELAXED) - now_ns();
+    return left > 0 ? (double)left * 1e-9 : 0.0;
 }

@@ -20,3 +20,13 @@ def isa(request):
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261124)
+
+
+@pytest.fixture(autouse=True)
+def _contention_backoff_back_on():
+    """A test may turn the contention backoff off (to count parallel regions on a busy
+    machine); the next test starts with it on again."""
+    yield
+    from myelin import _kernels
+
+    _kernels.backoff_set(0)

@@ -15,7 +15,9 @@ def flush():
     threads = myelin.get_num_threads()
     if not myelin.set_flush_denormal(False):
         pytest.skip("this CPU has no flush-to-zero mode")
+    myelin._kernels.backoff_set(-1)  # parallel even on a busy machine (no contention backoff)
     yield myelin.set_flush_denormal
+    myelin._kernels.backoff_set(0)
     myelin.set_flush_denormal(False)
     myelin.set_num_threads(threads)
 

@@ -110,6 +110,7 @@ _TRAIN_THEN_FORK = textwrap.dedent(
         return loss.item()
 
     myelin.set_num_threads(2)
+    myelin._kernels.backoff_set(-1)  # parallel even on a busy machine (no contention backoff)
     model = build()
     opt = optim.Adam(model.parameters(), lr=1e-3)
     before = myelin._kernels.parallel_region_count()

@@ -1,6 +1,10 @@
 """Thread count control, bitwise determinism across thread counts, the OpenMP runtime."""
 
+import os
 import re
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -16,6 +20,15 @@ def threads():
     before = myelin.get_num_threads()
     yield myelin.set_num_threads
     myelin.set_num_threads(before)
+
+
+@pytest.fixture
+def backoff():
+    """Sets the contention backoff by hand (seconds; 0 ends it, < 0 turns it off); turned back
+    on, ended, after the test."""
+    k = myelin._kernels
+    yield k.backoff_set
+    k.backoff_set(0)
 
 
 def test_round_trip(threads):
@@ -154,56 +167,102 @@ def _train(model, x, y, steps, lr=1e-3):
 
 
 @pytest.mark.parametrize("sizes", [(784, 64, 10), (64, 128, 64, 10)])
-def test_small_training_step_runs_on_one_thread(rng, threads, sizes):
-    """A training step whose products are a few Mflop enters no parallel region with 2 threads:
-    waking a second thread costs more than it saves, catastrophically so when another process
-    keeps the cores busy and the region waits for a descheduled thread."""
+def test_small_training_step_on_shared_cores_runs_on_one_thread(rng, threads, backoff, sizes):
+    """After a parallel region stalled (another program keeps the cores busy, and the region
+    waits for a descheduled thread), a training step whose products are a few Mflop enters no
+    parallel region; once the backoff is over, it uses both cores again."""
+    if not _config.has_openmp():
+        pytest.skip("serial build: myelin._kernels reports no OpenMP")
     threads(2)
     model = _mlp(sizes, 0)
     x = randn(rng, (32, sizes[0]), np.float32)
     y = rng.integers(0, sizes[-1], 32)
     _train(model, x, y, 1)  # builds what is built lazily
+    backoff(60.0)
     before = myelin._kernels.parallel_region_count()
     _train(model, x, y, 3)
     assert myelin._kernels.parallel_region_count() == before
+    backoff(-1)
+    _train(model, x, y, 1)
+    assert myelin._kernels.parallel_region_count() > before
 
 
-def test_gemm_thread_count_follows_the_work(threads):
+def test_gemm_thread_count_follows_the_work(threads, backoff):
     if not _config.has_openmp():
         pytest.skip("serial build: myelin._kernels reports no OpenMP")
     k = myelin._kernels
     threads(2)
-    # the products of a 784-64-10 step at batch 32, forward and backward: one thread
-    for m, n, kk in [(32, 64, 784), (32, 10, 64), (64, 784, 32), (32, 784, 64), (10, 64, 32)]:
+    backoff(-1)
+    # tiny products stay on the calling thread; from about 0.5 Mflop (64^3) on, both cores
+    for m, n, kk in [(32, 10, 64), (10, 64, 32), (16, 64, 10), (48, 48, 48)]:
         assert k.gemm_threads(m, n, kk) == 1, (m, n, kk)
-    assert k.gemm_threads(128, 128, 128) == 1
-    # both cores for 256^3 and larger, float32 and float64
-    for size in (256, 512, 1024):
+    for size in (64, 128, 256, 1024):
         assert k.gemm_threads(size, size, size) == 2
-        assert k.gemm_threads(size, size, size, True) == 2
-    assert k.gemm_threads(160, 160, 160, True) == 2  # float64 flops count double
-    assert k.gemm_threads(160, 160, 160) == 1
+    assert k.gemm_threads(56, 56, 56) == 1
+    assert k.gemm_threads(56, 56, 56, True) == 2  # float64 flops count double
+    # shared cores: products under 512 grains (about 134 Mflop) stay on one thread
+    backoff(60.0)
+    assert k.backoff_remaining() > 50
+    for size in (64, 128, 256, 400):
+        assert k.gemm_threads(size, size, size) == 1
+    assert k.gemm_threads(1024, 1024, 1024) == 2
     threads(1)
+    backoff(-1)
     assert k.gemm_threads(1024, 1024, 1024) == 1
-    # the decision is what runs: a 256^3 product enters a region, a 64^3 one does not
+    # the decision is what runs: a 64^3 product enters a region, a 32^3 one does not
     threads(2)
-    a = np.ones((256, 256), np.float32)
+    a = np.ones((64, 64), np.float32)
     before = k.parallel_region_count()
-    ops.matmul(a[:64, :64], a[:64, :64])
+    ops.matmul(a[:32, :32], a[:32, :32])
     assert k.parallel_region_count() == before
     ops.matmul(a, a)
     assert k.parallel_region_count() == before + 1
 
 
-def test_elementwise_thread_count_follows_the_work(threads):
+def test_elementwise_thread_count_follows_the_work(threads, backoff):
     if not _config.has_openmp():
         pytest.skip("serial build: myelin._kernels reports no OpenMP")
     k = myelin._kernels
     threads(2)
-    assert k.ops_threads(100_000) == 1
-    assert k.ops_threads(4_000_000) == 2
-    threads(1)
+    backoff(-1)
+    assert k.ops_threads(30_000) == 1
+    assert k.ops_threads(200_000) == 2
+    backoff(60.0)
+    assert k.ops_threads(200_000) == 1
     assert k.ops_threads(4_000_000) == 1
+    assert k.ops_threads(64_000_000) == 2
+    threads(1)
+    backoff(-1)
+    assert k.ops_threads(64_000_000) == 1
+
+
+@pytest.mark.slow
+def test_a_stalled_region_turns_the_backoff_on(threads, backoff):
+    """Real contention: with busy processes on every core, small parallel products soon meet a
+    descheduled thread, and the backoff turns on by itself."""
+    if not _config.has_openmp():
+        pytest.skip("serial build: myelin._kernels reports no OpenMP")
+    k = myelin._kernels
+    threads(2)
+    backoff(0)
+    hogs = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(os.cpu_count() or 2)
+    ]
+    try:
+        a = np.ones((64, 64), np.float32)
+        deadline = time.monotonic() + 20.0
+        while k.backoff_remaining() == 0.0 and time.monotonic() < deadline:
+            for _ in range(100):
+                ops.matmul(a, a)
+        assert k.backoff_remaining() > 0.0
+        before = k.parallel_region_count()
+        ops.matmul(a, a)
+        assert k.parallel_region_count() == before  # one thread while it lasts
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
 
 
 # ---------------------------------------------------------------- determinism of training
@@ -221,7 +280,8 @@ def _training_run(threads_n, rng_seed=1, dtype=np.float32):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_training_bitwise_reproducible_and_identical_across_thread_counts(threads, dtype):
+def test_training_bitwise_reproducible_and_identical_across_thread_counts(threads, backoff, dtype):
+    backoff(-1)  # the runs go parallel even if the machine is busy
     before = myelin._kernels.parallel_region_count()
     first = _training_run(1, dtype=dtype)
     again = _training_run(1, dtype=dtype)

@@ -90,16 +90,15 @@
 #ifndef GEMM_PACK_ROWS
 #define GEMM_PACK_ROWS 8             /* rows of B copied together when packing contiguous rows */
 #endif
-/* Float32 flops one thread should get before a product is shared: about 55 us on one Zen 4
- * core (110 GFLOP/s measured for 32x784x64 to 256^3), float64 flops counting double (half the
- * rate). Waking a second thread costs a few us on an idle machine, but when another process
- * keeps the cores busy, a region waits for a thread the OS has descheduled, up to a time slice:
- * the former grain of 2^18 flops (2 us) made an epoch of a 64-128-64-10 MLP at batch 32 run in
- * 1.5 s on 2 threads against 13 ms on one. With 6e6, every product of a 784-64-10 or 64-128-64-10
- * training step at batch 32 (at most 3.2 Mflop) stays on the calling thread, and 256^3 (34
- * Mflop) and larger still use both cores. */
+/* Float32 flops one thread should get before a product is shared: about 2.5 us on one Zen 4
+ * core, float64 flops counting double (half the rate). Waking the second thread costs a few us
+ * on a quiet machine, and sharing from there on is what makes 64^3 and 128^3 products faster
+ * than NumPy's. On cores shared with other programs, a region can wait a whole time slice for a
+ * descheduled thread: the contention backoff (dispatch.c) then keeps small products on one
+ * thread for a while (a 64-128-64-10 epoch at batch 32 took 1.5 s on 2 threads against 13 ms
+ * on one under load without it). */
 #ifndef GEMM_GRAIN
-#define GEMM_GRAIN 6e6
+#define GEMM_GRAIN (1 << 18)
 #endif
 
 /* A float64 flop takes twice the time of a float32 one (the vectors hold half as many). */
@@ -576,6 +575,7 @@ DEFINE_ROWS_COPY(double, f64)
             }                                                                                    \
             bbuf_put_##SFX(bbuf, bstack);                                                        \
         }                                                                                        \
+        myelin_region_exit(nt);                                                                  \
     }                                                                                            \
                                                                                                  \
     static void gemm_batched_##SFX(T *C, int64_t ldc, int64_t stride_c, const T *A,              \
@@ -622,6 +622,7 @@ DEFINE_ROWS_COPY(double, f64)
             }                                                                                    \
             bbuf_put_##SFX(bbuf, bstack);                                                        \
         }                                                                                        \
+        myelin_region_exit(nt);                                                                  \
     }
 
 DEFINE_GEMM(float, f32, struct myelin_sgemm_kernels, myelin_sgemm_ukr, myelin_sgemm_uka,

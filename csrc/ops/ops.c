@@ -10,12 +10,12 @@
 #include "ops/ops_internal.h"
 #include "ops/ops_table.h"
 
-/* Work units one thread should get at least: about 50 us of work (a unit measured 0.085-0.13 ns
- * on one Zen 4 core: relu, adam and softmax at 2^16-2^20 elements), well above the cost of
- * waking a thread team, and enough that a region waiting for a thread descheduled by a busy
- * neighbour (the cores shared with another process) is rare. A unit is one cheap element
- * operation (one load, op, store). */
-#define OPS_GRAIN 524288.0
+/* Work units one thread should get at least: about 3-4 us of work (a unit measured 0.085-0.13 ns
+ * on one Zen 4 core: relu, adam and softmax at 2^16-2^20 elements), above the cost of waking a
+ * thread team on a quiet machine; on cores shared with other programs the contention backoff
+ * (dispatch.c) keeps small work on one thread. A unit is one cheap element operation (one load,
+ * op, store). */
+#define OPS_GRAIN 32768.0
 /* Cost in units of an element needing an exp (sigmoid, tanh, softmax). */
 #define OPS_EXP_COST 8.0
 /* Outputs at least this large (half the 32 MiB L3 of the target machine) are written with
@@ -71,6 +71,7 @@ static double *ops_partials(double *stack, int64_t nc)
                 _Pragma("omp for schedule(static)")                                               \
                 for (int64_t c = 0; c < (nc); c++) ops_part_[c] = (CHUNK_EXPR);                   \
             }                                                                                     \
+            myelin_region_exit(ops_nt_);                                                          \
             for (int64_t c = 0; c < (nc); c++) (total) += ops_part_[c];                           \
             if (ops_part_ != ops_stack_) free(ops_part_);                                         \
         }                                                                                         \

@@ -123,6 +123,8 @@ cdef extern from "myelin/parallel.h" nogil:
     int64_t myelin_parallel_region_count()
     int myelin_gemm_threads(int64_t M, int64_t N, int64_t K, int f64)
     int myelin_ops_threads(double work)
+    void myelin_backoff_set(double seconds)
+    double myelin_backoff_remaining()
 
 
 def set_flush_denormal(bint on):
@@ -147,6 +149,17 @@ def gemm_threads(int64_t m, int64_t n, int64_t k, bint f64=False):
 def ops_threads(double work):
     """Threads an elementwise op of `work` cost units (about one per element) would use now."""
     return myelin_ops_threads(work)
+
+
+def backoff_set(double seconds):
+    """Keep small work on one thread for `seconds`, as after a stalled parallel region; 0 ends
+    the backoff, a negative value ends it and turns it off until the next call (for tests)."""
+    myelin_backoff_set(seconds)
+
+
+def backoff_remaining():
+    """Seconds left during which small work runs on one thread (0.0: none)."""
+    return myelin_backoff_remaining()
 
 
 # ---------------------------------------------------------------- machine probe

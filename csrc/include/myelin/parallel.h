@@ -23,6 +23,16 @@ static inline int myelin_thread_id(void) { return 0; }
  * floating-point mode in line with myelin_set_flush_denormal. */
 int myelin_threads_for(double work, double grain);
 
+/* Called by the master thread right after the parallel region that myelin_threads_for sized
+ * (with the team's thread count): a region that took far longer than its work explains turns
+ * on the contention backoff (dispatch.c). */
+void myelin_region_exit(int nt);
+/* The backoff by hand, for tests: small work on one thread for `seconds` (0 ends it; a negative
+ * value ends it and turns it off until the next call). */
+void myelin_backoff_set(double seconds);
+/* Seconds left of the backoff (0 when small work may use every thread). */
+double myelin_backoff_remaining(void);
+
 /* Flush-to-zero mode (FTZ and DAZ bits of MXCSR on x86) that the kernels run with: 0 or 1. */
 extern int myelin_flush_denormal_mode;
 /* Sets this thread's mode to myelin_flush_denormal_mode if it differs (one MXCSR read). */
@@ -63,6 +73,7 @@ static inline void myelin_region_enter(void)
                 _Pragma("omp for schedule(static)")                                               \
                 for (int64_t VAR = 0; VAR < (N); VAR++) { __VA_ARGS__ }                           \
             }                                                                                     \
+            myelin_region_exit(nt);                                                               \
         } else {                                                                                  \
             for (int64_t VAR = 0; VAR < (N); VAR++) { __VA_ARGS__ }                               \
         }                                                                                         \
