@@ -252,16 +252,20 @@ def test_no_openmp_build(tmp_path):
     site = tmp_path / "site"
     with zipfile.ZipFile(wheel) as zf:
         zf.extractall(site)
-    env = dict(os.environ, PYTHONPATH=str(site))
+    # `python -S`: no .pth files, so a developer's editable install (an import hook) cannot shadow
+    # the build under test; the rest of this interpreter's path (numpy, pytest) comes after it
+    others = [p for p in sys.path if p and Path(p).is_dir() and ROOT not in Path(p).parents]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), *others]))
     env.pop("MYELIN_CPU", None)
 
     code = "import myelin; print(myelin.__file__); myelin.show_config()"
-    r = _run([sys.executable, "-c", code], cwd=tmp_path, env=env, check=True)
+    r = _run([sys.executable, "-S", "-c", code], cwd=tmp_path, env=env, check=True)
     assert r.stdout.splitlines()[0] == str(site / "myelin" / "__init__.py"), r.stdout
     assert "openmp:        none (serial build)" in r.stdout, r.stdout
 
     r = _run(
-        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *_KERNEL_TESTS],
+        [sys.executable, "-S", "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+         *_KERNEL_TESTS],
         cwd=ROOT, env=env,
     )  # fmt: skip
     tail = "\n".join((r.stdout + r.stderr).splitlines()[-30:])
