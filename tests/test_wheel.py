@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -76,3 +78,23 @@ def test_installed_wheel_is_manylinux_with_openmp_vendored():
     with open("/proc/self/maps") as maps:
         loaded = {str(Path(line.split()[-1]).resolve()) for line in maps if "libgomp" in line}
     assert str(vendored_path) in loaded, loaded
+
+
+def test_show_config_names_the_vendored_openmp_even_beside_torch():
+    dist = _installed_wheel()
+    (vendored,) = [Path(str(f)).name for f in dist.files or [] if "myelin.libs/libgomp" in str(f)]
+    # PyTorch and scikit-learn map their own OpenMP runtimes (before or after myelin's in
+    # /proc/self/maps, by import order); show_config() must still name myelin's
+    code = (
+        "import importlib, importlib.util, sys\n"
+        "if sys.argv[1] == 'after': import myelin\n"
+        "for name in ('torch', 'sklearn.ensemble'):\n"
+        "    if importlib.util.find_spec(name.split('.')[0]): importlib.import_module(name)\n"
+        "import myelin; myelin.show_config()\n"
+    )
+    for order in ("before", "after"):
+        r = subprocess.run(
+            [sys.executable, "-c", code, order], capture_output=True, text=True, cwd=ROOT / "tests"
+        )
+        assert r.returncode == 0, r.stderr
+        assert f"({vendored})" in r.stdout, (order, r.stdout)
