@@ -43,20 +43,50 @@ def has_openmp() -> bool:
     return _kernels.has_openmp()
 
 
+def _openmp_library() -> str | None:
+    """The file name of the OpenMP runtime the extension's calls resolve to, from ``dladdr``.
+
+    Another library's OpenMP runtime may be mapped too (PyTorch ships its own libgomp): the first
+    one in ``/proc/self/maps`` need not be myelin's."""
+    try:
+        import ctypes
+
+        class _DlInfo(ctypes.Structure):
+            _fields_ = [
+                ("dli_fname", ctypes.c_char_p),
+                ("dli_fbase", ctypes.c_void_p),
+                ("dli_sname", ctypes.c_char_p),
+                ("dli_saddr", ctypes.c_void_p),
+            ]
+
+        # dlsym through the extension's handle searches the extension, then its dependencies
+        address = ctypes.cast(ctypes.CDLL(_kernels.__file__).omp_get_max_threads, ctypes.c_void_p)
+        dladdr = ctypes.CDLL(None).dladdr
+        dladdr.argtypes = [ctypes.c_void_p, ctypes.POINTER(_DlInfo)]
+        dladdr.restype = ctypes.c_int
+        info = _DlInfo()
+        if dladdr(address, ctypes.byref(info)) and info.dli_fname:
+            return os.path.basename(os.fsdecode(info.dli_fname))
+    except (OSError, AttributeError, ValueError):
+        pass
+    return None
+
+
 def openmp_runtime() -> str:
     """A description of the OpenMP runtime myelin is linked with."""
     if not has_openmp():
         return "none (serial build)"
-    lib = "unknown library"
-    try:
-        with open("/proc/self/maps") as maps:
-            for line in maps:
-                base = line.rsplit("/", 1)[-1].strip()
-                if base.startswith(("libgomp", "libomp", "libiomp")):
-                    lib = base
-                    break
-    except OSError:
-        pass
+    lib = _openmp_library() or "unknown library"
+    if lib == "unknown library":
+        try:
+            with open("/proc/self/maps") as maps:
+                for line in maps:
+                    base = line.rsplit("/", 1)[-1].strip()
+                    if base.startswith(("libgomp", "libomp", "libiomp")):
+                        lib = base
+                        break
+        except OSError:
+            pass
     return f"OpenMP {_kernels.openmp_version()} ({lib})"
 
 
