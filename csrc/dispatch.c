@@ -136,22 +136,27 @@ int64_t myelin_parallel_region_count(void)
 
 /* ---------------------------------------------------------------- contention backoff
  *
- * A parallel region ends when every thread of its team is done. When other programs keep the
- * cores busy, the OS deschedules a worker for a time slice (milliseconds), and a region that
- * should take 5 us takes 4 ms: small products on two threads then run hundreds of times slower
+ * A parallel region ends when every thread of its team is done. When something else keeps the
+ * cores busy (other programs, or another thread pool of this process still spinning after its
+ * last call, as OpenBLAS's does for milliseconds), a worker waits for a core, and a region that
+ * should take 5 us takes 2-8 ms: small products on two threads then run hundreds of times slower
  * than on one. Each region's master times it; a region that overran what its work explains by
- * MYELIN_STALL_NS means the cores are shared, and for MYELIN_BACKOFF_NS after it, work under
+ * MYELIN_STALL_NS means the cores are shared, and for a while after it work under
  * MYELIN_BACKOFF_GRAINS grains runs on the calling thread (larger work still splits: a stall
- * costs it proportionally little). Then regions are tried again, so a machine that has become
- * quiet gets both cores back within a second. The thread count never changes results (work is
- * cut by data, not by threads), only the time. */
-#define MYELIN_GRAIN_NS 5000.0       /* a grain is at most ~5 us of one thread's work */
-#define MYELIN_STALL_NS 1000000      /* 1 ms beyond what the work explains: a descheduled thread */
-#define MYELIN_BACKOFF_NS 1000000000 /* one thread for small work for 1 s after a stall */
-#define MYELIN_BACKOFF_GRAINS 512.0  /* work of this many grains or more is always shared */
+ * costs it proportionally little). The while starts at 100 ms and doubles with every stall that
+ * follows one, up to 2 s, so that persistent contention costs one stalled region every 2 s; a
+ * region that runs clean sets it back to 100 ms, so a machine that has become quiet gets both
+ * cores back at once. The thread count never changes results (work is cut by data, not by
+ * threads), only the time. */
+#define MYELIN_GRAIN_NS 5000.0         /* a grain is at most ~5 us of one thread's work */
+#define MYELIN_STALL_NS 1000000        /* 1 ms beyond what the work explains: a thread waited */
+#define MYELIN_BACKOFF_MIN_NS 100000000  /* one thread for small work for 100 ms after a stall, */
+#define MYELIN_BACKOFF_MAX_NS 2000000000 /* ... doubling with each further stall up to 2 s */
+#define MYELIN_BACKOFF_GRAINS 512.0    /* work of this many grains or more is always shared */
 
-static int64_t backoff_until_ns; /* CLOCK_MONOTONIC; accessed atomically */
-static int backoff_off;           /* 1: never back off (tests that count regions) */
+static int64_t backoff_until_ns;                      /* CLOCK_MONOTONIC; accessed atomically */
+static int64_t backoff_len_ns = MYELIN_BACKOFF_MIN_NS; /* the next backoff's length */
+static int backoff_off;                               /* 1: never back off (tests) */
 static _Thread_local int64_t region_t0_ns;
 static _Thread_local double region_grains;
 
@@ -178,17 +183,26 @@ int myelin_threads_for(double work, double grain)
 
 void myelin_region_exit(int nt)
 {
+    if (nt <= 1) return; /* a team of one (myelin_threads_for said 1): nothing was timed */
     const int64_t t = now_ns();
     const double expected = region_grains * MYELIN_GRAIN_NS / (nt > 0 ? nt : 1);
-    if ((double)(t - region_t0_ns) > MYELIN_STALL_NS + 4.0 * expected &&
-        !__atomic_load_n(&backoff_off, __ATOMIC_RELAXED))
-        __atomic_store_n(&backoff_until_ns, t + MYELIN_BACKOFF_NS, __ATOMIC_RELAXED);
+    const int64_t len = __atomic_load_n(&backoff_len_ns, __ATOMIC_RELAXED);
+    if ((double)(t - region_t0_ns) > MYELIN_STALL_NS + 4.0 * expected) {
+        if (__atomic_load_n(&backoff_off, __ATOMIC_RELAXED)) return;
+        __atomic_store_n(&backoff_until_ns, t + len, __ATOMIC_RELAXED);
+        const int64_t next = 2 * len;
+        __atomic_store_n(&backoff_len_ns, next < MYELIN_BACKOFF_MAX_NS ? next : MYELIN_BACKOFF_MAX_NS,
+                         __ATOMIC_RELAXED);
+    } else if (len != MYELIN_BACKOFF_MIN_NS && region_grains < MYELIN_BACKOFF_GRAINS) {
+        __atomic_store_n(&backoff_len_ns, (int64_t)MYELIN_BACKOFF_MIN_NS, __ATOMIC_RELAXED);
+    }
 }
 
 void myelin_backoff_set(double seconds)
 {
     const int64_t until = seconds > 0 ? now_ns() + (int64_t)(seconds * 1e9) : 0;
     __atomic_store_n(&backoff_off, seconds < 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&backoff_len_ns, (int64_t)MYELIN_BACKOFF_MIN_NS, __ATOMIC_RELAXED);
     __atomic_store_n(&backoff_until_ns, until, __ATOMIC_RELAXED);
 }
 

@@ -236,6 +236,20 @@ def test_elementwise_thread_count_follows_the_work(threads, backoff):
     assert k.ops_threads(64_000_000) == 1
 
 
+def test_backoff_does_not_feed_itself(threads, backoff):
+    """Work kept on one thread by the backoff is not timed as a stalled region: running it does
+    not prolong the backoff (a batched product runs its batch loop in a team of one then)."""
+    if not _config.has_openmp():
+        pytest.skip("serial build: myelin._kernels reports no OpenMP")
+    threads(2)
+    a = np.ones((1000, 32, 32), np.float32)
+    backoff(0.3)
+    for _ in range(20):
+        ops.matmul(a, a)
+        ops.matmul(a[0], a[0])
+    assert myelin._kernels.backoff_remaining() <= 0.3
+
+
 @pytest.mark.slow
 def test_a_stalled_region_turns_the_backoff_on(threads, backoff):
     """Real contention: with busy processes on every core, small parallel products soon meet a
