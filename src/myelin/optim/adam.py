@@ -86,12 +86,14 @@ class Adam(Optimizer):
             return
         amsgrad = group["amsgrad"]
         plan = self._plans.get(id(group))
-        if plan is None or not _plan_valid(plan, params, self.state, amsgrad):
+        inputs = None if plan is None else _plan_inputs(plan, params, self.state, amsgrad)
+        if inputs is None:
             plan = self._plan(params, amsgrad)
             self._plans[id(group)] = plan
+            inputs = _plan_inputs(plan, params, self.state, amsgrad)
+        assert inputs is not None  # a plan just made describes its parameters
         _, datas, m, v, vmax, states, _, _ = plan
-        steps = [s["step"] + 1 for s in states]
-        grads = [p._grad for p in params]
+        grads, steps = inputs
         try:
             ops.adam_step_multi(
                 datas,
@@ -204,13 +206,15 @@ class AdamW(Adam):
         )
 
 
-def _plan_valid(plan: tuple, params: list, state, amsgrad: bool) -> bool:
-    """The plan still describes these parameters: same tensors, data arrays, state objects and
-    buffers (a load_state_dict or an assignment to ``p.data`` makes a new plan)."""
+def _plan_inputs(plan: tuple, params: list, state, amsgrad: bool) -> tuple | None:
+    """The gradients and next step numbers of ``params`` if the plan still describes them (same
+    tensors, data arrays, state objects and buffers; a load_state_dict or an assignment to
+    ``p.data`` makes a new plan), else None. One pass over the parameters."""
     old_params, datas, m, v, vmax, states, old_state, old_amsgrad = plan
     if old_state is not state or old_amsgrad != amsgrad or len(old_params) != len(params):
-        return False
+        return None
     get = state.get
+    grads, steps = [], []
     for p, q, d, s, mi, vi in zip(params, old_params, datas, states, m, v, strict=True):
         if (
             p is not q
@@ -219,9 +223,11 @@ def _plan_valid(plan: tuple, params: list, state, amsgrad: bool) -> bool:
             or s.get("exp_avg") is not mi
             or s.get("exp_avg_sq") is not vi
         ):
-            return False
+            return None
+        grads.append(p._grad)
+        steps.append(s["step"] + 1)
     if amsgrad:
         for s, wi in zip(states, vmax, strict=True):
             if s.get("max_exp_avg_sq") is not wi:
-                return False
-    return True
+                return None
+    return grads, steps
