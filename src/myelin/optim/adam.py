@@ -91,7 +91,7 @@ class Adam(Optimizer):
             plan = self._plan(params, amsgrad)
             self._plans[id(group)] = plan
             inputs = _plan_inputs(plan, params, self.state, amsgrad)
-        assert inputs is not None  # a plan just made describes its parameters
+        assert plan is not None and inputs is not None  # a new plan describes its parameters
         _, datas, m, v, vmax, states, _, _ = plan
         grads, steps = inputs
         try:
