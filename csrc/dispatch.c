@@ -143,14 +143,14 @@ int64_t myelin_parallel_region_count(void)
  * than on one. Each region's master times it; a region that overran what its work explains by
  * MYELIN_STALL_NS means the cores are shared, and for a while after it work under
  * MYELIN_BACKOFF_GRAINS grains runs on the calling thread (larger work still splits: a stall
- * costs it proportionally little). The while starts at 100 ms and doubles with every stall that
+ * costs it proportionally little). The while starts at 20 ms and doubles with every stall that
  * follows one, up to 2 s, so that persistent contention costs one stalled region every 2 s; a
- * region that runs clean sets it back to 100 ms, so a machine that has become quiet gets both
+ * region that runs clean sets it back to 20 ms, so a machine that has become quiet gets both
  * cores back at once. The thread count never changes results (work is cut by data, not by
  * threads), only the time. */
 #define MYELIN_GRAIN_NS 5000.0         /* a grain is at most ~5 us of one thread's work */
 #define MYELIN_STALL_NS 1000000        /* 1 ms beyond what the work explains: a thread waited */
-#define MYELIN_BACKOFF_MIN_NS 100000000  /* one thread for small work for 100 ms after a stall, */
+#define MYELIN_BACKOFF_MIN_NS 20000000   /* one thread for small work for 20 ms after a stall, */
 #define MYELIN_BACKOFF_MAX_NS 2000000000 /* ... doubling with each further stall up to 2 s */
 #define MYELIN_BACKOFF_GRAINS 512.0    /* work of this many grains or more is always shared */
 
