@@ -507,3 +507,69 @@ def test_uncompilable_config_warns(tmp_path):
     with pytest.warns(RuntimeWarning, match="returned uncompiled"):
         back = myelin.load_model(tmp_path / "m.npz")
     assert np.array_equal(back[0].weight.data, model[0].weight.data)
+
+
+_SAVER = """
+import sys
+import numpy as np
+import myelin
+path = sys.argv[1]
+i = 0
+while True:
+    i += 1
+    myelin.save({"version": i, "w": np.full((256, 256), float(i), np.float32)}, path)
+    print(i, flush=True)
+"""
+
+
+def test_a_save_killed_at_any_point_leaves_the_old_file_whole(tmp_path):
+    """Saves are atomic: a process killed (SIGKILL) at random points while it saves over the
+    same file again and again always leaves a whole file, of the last version it finished."""
+    import random
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "ckpt.npz"
+    myelin.save({"version": 0, "w": np.zeros((256, 256), np.float32)}, path)
+    rng = random.Random(0)
+    kills = 0
+    for _ in range(12):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _SAVER, str(path)], stdout=subprocess.PIPE, text=True
+        )
+        first = proc.stdout.readline()  # it is saving now
+        assert first.strip().isdigit()
+        time.sleep(rng.uniform(0.0, 0.05))
+        proc.kill()
+        out, _ = proc.communicate()
+        kills += 1
+        done = [int(v) for v in (first + out).split()]
+        state = myelin.load(path)
+        version = state["version"]
+        # the file is a version the process completed: the last one it reported, or the next
+        # one if it was killed between the rename and its print
+        assert done[-1] <= version <= done[-1] + 1
+        np.testing.assert_array_equal(state["w"], np.full((256, 256), float(version), np.float32))
+    assert kills == 12
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "ckpt.npz"]
+    assert all(n.startswith(".ckpt.npz.") and n.endswith(".tmp") for n in leftovers)
+
+
+def test_a_failed_save_keeps_the_old_file(tmp_path):
+    path = tmp_path / "weights.npz"
+    myelin.save({"w": np.ones(3, np.float32)}, path)
+    with pytest.raises(TypeError):
+        myelin.save({"w": object()}, path)
+    np.testing.assert_array_equal(myelin.load(path)["w"], np.ones(3, np.float32))
+    assert [p.name for p in tmp_path.iterdir()] == ["weights.npz"]
+
+
+@pytest.mark.parametrize("keep", [0.0, 0.1, 0.5, 0.9, 0.99])
+def test_truncated_files_raise_naming_the_file(tmp_path, keep):
+    path = tmp_path / "model.npz"
+    myelin.save({"w": np.arange(4096, dtype=np.float32)}, path)
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(ValueError, match="model.npz"):
+        myelin.load(path)

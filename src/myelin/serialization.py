@@ -15,10 +15,12 @@ for state dicts and ``keras.models.load_model``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import numbers
 import os
+import tempfile
 import warnings
 import zipfile
 from collections import OrderedDict
@@ -190,9 +192,28 @@ def _write(path, header: dict, arrays: list) -> None:
 
     if hasattr(path, "write"):
         write(path)
-    else:
-        with open(os.fspath(path), "wb") as f:
+        return
+    # atomically: a temporary file beside the target, flushed to disk, then renamed over it, so
+    # that a process killed mid-save leaves the old file whole (and at worst a stray temporary)
+    target = os.fspath(path)
+    folder, name = os.path.split(os.path.abspath(target))
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
             write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # the rename itself, durable (not on every platform)
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 def save(obj: Any, path: FileLike) -> None:
