@@ -76,3 +76,28 @@ def test_huge_shape_mismatch_is_named():
         ops.matmul(np.empty((0, HUGE), np.float32), np.empty((3, 0), np.float32))
     with pytest.raises(ValueError, match=r"labels has shape \(1,\).*\(0, 2147483651\)"):
         ops.softmax_cross_entropy(np.empty((0, HUGE), np.float32), np.zeros(1, np.int64))
+
+
+def test_offsets_past_2_to_the_31_elements(isa):
+    """Operands whose rows lie more than 2**31 elements apart inside one allocation (8 GiB of
+    address space, of which only the touched pages are ever backed): the products and the
+    element-wise kernels reach them through 64-bit offsets, never a wrapped 32-bit one."""
+    from numpy.lib.stride_tricks import as_strided
+
+    try:
+        big = np.empty(2**31 + 4096, np.float32)
+    except MemoryError:
+        pytest.fail("8 GiB of address space could not be reserved (overcommit disabled?)")
+    step = 2**30  # rows 0, 2**30 and 2**31 elements into the allocation
+    a = as_strided(big, shape=(3, 4), strides=(step * 4, 4))
+    b = as_strided(big[8:], shape=(4, 3), strides=(4, step * 4))
+    rng = np.random.default_rng(0)
+    a[...] = rng.standard_normal((3, 4)).astype(np.float32)
+    want_a = a.copy()
+    got = ops.matmul(a, np.ones((4, 2), np.float32))
+    np.testing.assert_allclose(got, want_a @ np.ones((4, 2), np.float32), rtol=1e-6)
+    b[...] = rng.standard_normal((4, 3)).astype(np.float32)
+    got = ops.matmul(np.ones((2, 4), np.float32), b)
+    np.testing.assert_allclose(got, np.ones((2, 4), np.float32) @ b.copy(), rtol=1e-6)
+    np.testing.assert_array_equal(ops.relu(a), np.maximum(a.copy(), 0))
+    del a, b, big
