@@ -117,6 +117,9 @@ def _abort_on_uncaught(exc_type, exc, tb) -> None:
     with contextlib.suppress(Exception):
         sys.stdout.flush()
     sys.stderr.flush()
+    # mpiexec forwards each rank's output through a pipe and drops what it has not read yet when
+    # the job aborts (the traceback came out cut in the middle of its last line): let it drain
+    time.sleep(0.5)
     _comm.Abort(1)
 
 
