@@ -32,15 +32,6 @@ import numpy as np
 SIZES = (784, 512, 256, 10)
 
 
-def _mlp(nn, sizes):
-    layers = []
-    for i in range(len(sizes) - 1):
-        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
-        if i < len(sizes) - 2:
-            layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
-
-
 def _median_step(step, steps: int, blocks: int = 5) -> float:
     per = max(1, steps // blocks)
     times = []
@@ -53,6 +44,8 @@ def _median_step(step, steps: int, blocks: int = 5) -> float:
 
 
 def worker(steps: int, batch: int, batches: list, sizes: tuple) -> None:
+    from cases import _myelin_mlp  # the suite's MLP (benchmarks/ is on sys.path)
+
     import myelin
     import myelin.distributed as dist
     from myelin import nn, optim
@@ -60,7 +53,7 @@ def worker(steps: int, batch: int, batches: list, sizes: tuple) -> None:
     dist.init(seed=0)
     world, rank = dist.world_size(), dist.rank()
     myelin.manual_seed(0)
-    net = _mlp(nn, sizes)
+    net = _myelin_mlp(sizes)
     model = dist.DistributedDataParallel(net) if world > 1 else net
     opt = optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
