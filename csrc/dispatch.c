@@ -159,6 +159,7 @@ static int64_t backoff_len_ns = MYELIN_BACKOFF_MIN_NS; /* the next backoff's len
 static int backoff_off;                               /* 1: never back off (tests) */
 static _Thread_local int64_t region_t0_ns;
 static _Thread_local double region_grains;
+static _Thread_local int team_cap; /* myelin_set_team_cap's, on this thread; 0: none */
 
 static int64_t now_ns(void)
 {
@@ -171,6 +172,7 @@ int myelin_threads_for(double work, double grain)
 {
     myelin_fpenv_sync(); /* every kernel passes here on its calling thread first */
     int max = myelin_get_num_threads();
+    if (team_cap > 0 && team_cap < max) max = team_cap;
     if (max <= 1 || grain <= 0 || work < 2 * grain) return 1;
     double n = work / grain;
     const int64_t t = now_ns();
@@ -179,6 +181,13 @@ int myelin_threads_for(double work, double grain)
     region_t0_ns = t; /* the region the caller is about to run, timed by myelin_region_exit */
     region_grains = n;
     return n >= max ? max : (int)n;
+}
+
+int myelin_set_team_cap(int cap)
+{
+    const int prev = team_cap;
+    team_cap = cap > 0 ? cap : 0;
+    return prev;
 }
 
 void myelin_region_exit(int nt)

@@ -166,7 +166,7 @@ def _train(model, x, y, steps, lr=1e-3):
     return [p.detach().numpy().copy() for p in model.parameters()]
 
 
-@pytest.mark.parametrize("sizes", [(784, 64, 10), (64, 128, 64, 10)])
+@pytest.mark.parametrize("sizes", [(784, 64, 10), (64, 256, 128, 10)])
 def test_small_training_step_on_shared_cores_runs_on_one_thread(rng, threads, backoff, sizes):
     """After a parallel region stalled (another program keeps the cores busy, and the region
     waits for a descheduled thread), a training step whose products are a few Mflop enters no
@@ -184,6 +184,34 @@ def test_small_training_step_on_shared_cores_runs_on_one_thread(rng, threads, ba
     assert myelin._kernels.parallel_region_count() == before
     backoff(-1)
     _train(model, x, y, 1)
+    assert myelin._kernels.parallel_region_count() > before
+
+
+@pytest.mark.parametrize(("dtype", "batch"), [(np.float32, 32), (np.float64, 16)])
+def test_a_small_chain_of_layers_runs_on_one_thread(rng, threads, backoff, dtype, batch):
+    """A chain pass of a few products under about 2 Mflop in all (a 64-128-64-10 MLP at batch
+    32; float64 flops count double) runs on the calling thread even though some of its products
+    alone would be shared; a larger one still shares its products, and the cap ends with the
+    call."""
+    if not _config.has_openmp():
+        pytest.skip("serial build: myelin._kernels reports no OpenMP")
+    threads(2)
+    backoff(-1)
+    small = _mlp((64, 128, 64, 10), 0, dtype)
+    assert myelin._kernels.gemm_threads(batch, 128, 64, dtype == np.float64) == 2
+    x = randn(rng, (batch, 64), dtype)
+    y = rng.integers(0, 10, batch)
+    _train(small, x, y, 1)
+    before = myelin._kernels.parallel_region_count()
+    _train(small, x, y, 3)
+    assert myelin._kernels.parallel_region_count() == before
+    a = randn(rng, (64, 64), dtype)
+    myelin.ops.matmul(a, a)  # a product on its own, after the chain: shared again
+    assert myelin._kernels.parallel_region_count() > before
+    large = _mlp((64, 256, 128, 10), 0, dtype)
+    _train(large, x, y, 1)
+    before = myelin._kernels.parallel_region_count()
+    _train(large, x, y, 1)
     assert myelin._kernels.parallel_region_count() > before
 
 

@@ -692,6 +692,138 @@ def test_fit_is_reproducible_under_manual_seed():
     assert any(a[k].tobytes() != c[k].tobytes() for k in a)
 
 
+# ---------------------------------------------------------------- the compiled step
+
+
+def _chain_models():
+    """(name, builder, compile kwargs, float64) for fits that take the compiled step."""
+    return [
+        ("relu", lambda: nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 4)), {}, False),
+        (
+            "softmax split off, tanh, no bias",
+            lambda: nn.Sequential(
+                nn.Linear(6, 16, bias=False), nn.Tanh(), nn.Linear(16, 4), nn.Softmax(dim=1)
+            ),
+            {},
+            False,
+        ),
+        (
+            "leaky relu, float64",
+            lambda: nn.Sequential(
+                nn.Linear(6, 16, dtype=np.float64),
+                nn.LeakyReLU(0.2),
+                nn.Linear(16, 8, dtype=np.float64),
+                nn.Sigmoid(),
+                nn.Linear(8, 4, dtype=np.float64),
+            ),
+            {},
+            True,
+        ),
+        (
+            "loss module with smoothing and sum, SGD",
+            lambda: nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 4)),
+            {
+                "loss": nn.CrossEntropyLoss(label_smoothing=0.1, reduction="sum"),
+                "optimizer": "sgd",
+            },
+            False,
+        ),
+    ]
+
+
+def _fit_once(build, compile_kw, f64, chain_step, monkeypatch):
+    from myelin import training
+
+    monkeypatch.setattr(training, "_CHAIN_STEP", chain_step)
+    calls = []
+    real = training._chain_step
+
+    def counted(*args):
+        res = real(*args)
+        calls.append(res is not None)
+        return res
+
+    monkeypatch.setattr(training, "_chain_step", counted)
+    x, y = blobs(90, seed=3, classes=4, dim=6)
+    x = x.astype(np.float64 if f64 else np.float32)
+    myelin.manual_seed(0)
+    model = build()
+    kw = {"optimizer": "adam", "loss": "sparse_categorical_crossentropy", **compile_kw}
+    model.compile(metrics=["accuracy"], **kw)
+    hist = model.fit(x, y, epochs=3, batch_size=16, validation_split=0.2, verbose=0)
+    params = [p.detach().numpy().copy() for p in model.parameters()]
+    state = model.optimizer.state_dict()["state"]
+    return hist.history, params, state, calls
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_compiled_step_gives_the_eager_numbers_bitwise(case, monkeypatch):
+    """fit's compiled step (one kernel call each for the forward, the loss and the backward of
+    a Sequential of Linear layers, no graph) gives the parameters, optimizer state and logs of
+    the eager step bit for bit."""
+    _, build, kw, f64 = _chain_models()[case]
+    h1, p1, s1, calls = _fit_once(build, kw, f64, True, monkeypatch)
+    assert calls and all(calls)  # every step took the compiled path
+    h0, p0, s0, calls0 = _fit_once(build, kw, f64, False, monkeypatch)
+    assert not calls0
+    assert h1 == h0
+    assert [a.tobytes() for a in p1] == [a.tobytes() for a in p0]
+    for i in s0:
+        for k in s0[i]:
+            assert np.asarray(s1[i][k]).tobytes() == np.asarray(s0[i][k]).tobytes(), (i, k)
+
+
+def test_compiled_step_leaves_other_models_to_the_eager_step(monkeypatch):
+    """Models and targets outside its case train as before: a frozen layer, a Dropout between
+    the layers, one-hot targets, a loss it does not fuse."""
+    from myelin import training
+
+    calls = []
+    real = training._chain_step
+    monkeypatch.setattr(training, "_chain_step", lambda *a: calls.append(real(*a)) or calls[-1])
+    x, y = blobs(64, seed=1, classes=3, dim=4)
+
+    def make(*mid):
+        myelin.manual_seed(0)
+        return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), *mid, nn.Linear(8, 3))
+
+    frozen_first = make()
+    frozen_first[0].weight.requires_grad_(False)
+    w0 = frozen_first[0].weight.numpy().copy()
+    frozen_first.compile("adam", "sparse_categorical_crossentropy")
+    frozen_first.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    assert np.array_equal(frozen_first[0].weight.numpy(), w0)
+    assert frozen_first[2].weight.grad is not None
+    assert calls and all(c is None for c in calls)
+    calls.clear()
+    dropout = make(nn.Dropout(0.5))
+    dropout.compile("adam", "sparse_categorical_crossentropy")
+    dropout.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    assert calls and all(c is None for c in calls)
+    calls.clear()
+    onehot = make()
+    onehot.compile("adam", "categorical_crossentropy")
+    onehot.fit(x, np.eye(3, dtype=np.float32)[y], epochs=1, batch_size=16, verbose=0)
+    assert calls and all(c is None for c in calls)  # probability targets
+    calls.clear()
+    mse = make()
+    mse.compile("adam", "mse")
+    mse.fit(x, np.eye(3, dtype=np.float32)[y], epochs=1, batch_size=16, verbose=0)
+    assert not calls  # not a CrossEntropyLoss: never tried
+
+
+def test_compiled_step_raises_the_eager_errors():
+    x, y = blobs(40, seed=2, classes=3, dim=4)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    bad = y.copy()
+    bad[5] = 3
+    with pytest.raises(ValueError, match="label"):
+        model.fit(x, bad, epochs=1, batch_size=8, verbose=0)
+    with pytest.raises(ValueError, match="expected"):
+        model.fit(x[:, :3], y, epochs=1, batch_size=8, verbose=0)
+
+
 # ---------------------------------------------------------------- History.plot
 
 

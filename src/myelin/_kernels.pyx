@@ -123,6 +123,8 @@ cdef extern from "myelin/parallel.h" nogil:
     int64_t myelin_parallel_region_count()
     int myelin_gemm_threads(int64_t M, int64_t N, int64_t K, int f64)
     int myelin_ops_threads(double work)
+    int myelin_set_team_cap(int cap)
+    int myelin_chain_threads(double flops)
     void myelin_backoff_set(double seconds)
     double myelin_backoff_remaining()
 
@@ -954,11 +956,15 @@ def chain_forward_fast(object x, object weights, object biases, object activatio
             if cnp.PyArray_SIZE(<cnp.ndarray>w) >= pool_from \
                     or rows * (<cnp.ndarray>w).shape[0] >= pool_from:
                 return None
-    for i in range(n):
-        h = linear_fast(h, weights[i], biases[i], activations[i], slopes[i])
-        if h is None:
-            return None
-        outs.append(h)
+    cdef int prev = myelin_set_team_cap(myelin_chain_threads(_chain_flops(x, weights, NULL)))
+    try:
+        for i in range(n):
+            h = linear_fast(h, weights[i], biases[i], activations[i], slopes[i])
+            if h is None:
+                return None
+            outs.append(h)
+    finally:
+        myelin_set_team_cap(prev)
     return outs
 
 
@@ -972,16 +978,47 @@ def chain_backward_fast(object g, list outs, object weights, object activations,
         return None
     cdef list grads = [None] * (1 + 2 * n)
     cdef object res
-    for i in range(n - 1, -1, -1):
-        res = linear_backward_fast(g, outs[i], weights[i], outs[i + 1], activations[i],
-                                   slopes[i], i > 0 or need_input_grad)
-        if res is None:
-            return None
-        g = (<tuple>res)[0]
-        grads[1 + 2 * i] = (<tuple>res)[1]
-        grads[2 + 2 * i] = (<tuple>res)[2]
+    cdef double first = 0.0
+    cdef double flops = 2.0 * _chain_flops(outs[0], weights, &first)
+    if not need_input_grad:
+        flops -= first  # no input gradient for the first layer
+    cdef int prev = myelin_set_team_cap(myelin_chain_threads(flops))
+    try:
+        for i in range(n - 1, -1, -1):
+            res = linear_backward_fast(g, outs[i], weights[i], outs[i + 1], activations[i],
+                                       slopes[i], i > 0 or need_input_grad)
+            if res is None:
+                return None
+            g = (<tuple>res)[0]
+            grads[1 + 2 * i] = (<tuple>res)[1]
+            grads[2 + 2 * i] = (<tuple>res)[2]
+    finally:
+        myelin_set_team_cap(prev)
     grads[0] = g
     return grads
+
+
+cdef double _chain_flops(object x, object weights, double *first):
+    """The flops of the products of a forward pass of the chain, float64 ones counting double
+    (a backward pass makes twice as many, less the first layer's input gradient when it is not
+    wanted: its flops go to *first unless first is NULL); 0 when x or a weight is not a plain
+    2-D array (the layers' own checks then refuse the call)."""
+    cdef int t = _plain_type(x)
+    if t < 0 or (<cnp.ndarray>x).ndim != 2:
+        return 0.0
+    cdef double rows = <double>(<cnp.ndarray>x).shape[0], total = 0.0, f
+    cdef double scale = 2.0 if t == cnp.NPY_FLOAT64 else 1.0
+    cdef Py_ssize_t i
+    cdef cnp.ndarray w
+    for i in range(len(weights)):
+        if _plain_type(weights[i]) != t or (<cnp.ndarray>weights[i]).ndim != 2:
+            return 0.0
+        w = <cnp.ndarray>weights[i]
+        f = 2.0 * rows * <double>w.shape[0] * <double>w.shape[1] * scale
+        if i == 0 and first != NULL:
+            first[0] = f
+        total += f
+    return total
 
 
 def sumsq_fast(object arrays):

@@ -23,6 +23,11 @@ static inline int myelin_thread_id(void) { return 0; }
  * floating-point mode in line with myelin_set_flush_denormal. */
 int myelin_threads_for(double work, double grain);
 
+/* Caps the threads myelin_threads_for gives on the calling thread at `cap` (0: no cap) until the
+ * next call, and returns the previous cap: a caller that knows more about a sequence of kernels
+ * than each kernel does (a chain of layers, see myelin_chain_threads) sizes them together. */
+int myelin_set_team_cap(int cap);
+
 /* Called by the master thread right after the parallel region that myelin_threads_for sized
  * (with the team's thread count): a region that took far longer than its work explains turns
  * on the contention backoff (dispatch.c). */
@@ -93,6 +98,10 @@ int myelin_get_flush_denormal(void);
 int64_t myelin_parallel_region_count(void);
 /* Threads a GEMM of (M, K) @ (K, N) would run on now (f64: float64, else float32). */
 int myelin_gemm_threads(int64_t M, int64_t N, int64_t K, int f64);
+/* The thread cap for one pass of a chain of layers whose products add up to `flops` (float32
+ * flops; float64 ones count double): 1 when the pass is too small to gain from sharing, else 0
+ * (no cap). For myelin_set_team_cap around the pass. */
+int myelin_chain_threads(double flops);
 /* Threads an elementwise-kind op of `work` cost units would run on now (ops.c's grain). */
 int myelin_ops_threads(double work);
 

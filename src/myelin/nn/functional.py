@@ -86,12 +86,12 @@ def _made_by(t) -> str | None:
     return getattr(ctx[1], "kind", None) if ctx is not None else None
 
 
-def _warn_probabilities(loss: str, x, what: str, instead: str) -> None:
+def _warn_probabilities(loss: str, x, what: str, instead: str, stacklevel: int = 4) -> None:
     warnings.warn(
         f"{loss} takes logits (raw scores), but its input {what}; the loss and its gradient "
         f"are then wrong. {instead}",
         UserWarning,
-        stacklevel=4,
+        stacklevel=stacklevel,
     )
 
 
@@ -104,21 +104,29 @@ def _check_logits(x: Tensor, loss: str) -> None:
             loss, x, "is the output of a softmax", "Remove the Softmax: the loss applies it."
         )
         return
-    d = x._data
+    if _rows_like_probabilities(x._data):
+        _warn_probabilities(loss, x, *_LIKE_PROBABILITIES)
+
+
+# what _warn_probabilities says of logits whose rows look like probabilities
+_LIKE_PROBABILITIES = (
+    "rows lie in [0, 1] and sum to 1, like probabilities (softmax applied twice?)",
+    "Pass the scores before the Softmax.",
+)
+
+
+def _rows_like_probabilities(d: np.ndarray) -> bool:
+    """Whether the first rows (at most 8) of the logits array ``d`` each lie in [0, 1] and sum
+    to 1, with 3 or more classes."""
     if d.ndim != 2 or d.shape[1] < 3 or d.shape[0] == 0:
-        return
+        return False
     if d[0].min() < 0:  # logits almost always have a negative score: one cheap look first
-        return
+        return False
     head = d[:8]
     if head.min() >= 0 and head.max() <= 1:
         sums = head.sum(axis=1, dtype=np.float64)
-        if np.all(np.abs(sums - 1.0) <= 1e-4 * d.shape[1]):
-            _warn_probabilities(
-                loss,
-                x,
-                "rows lie in [0, 1] and sum to 1, like probabilities (softmax applied twice?)",
-                "Pass the scores before the Softmax.",
-            )
+        return bool(np.all(np.abs(sums - 1.0) <= 1e-4 * d.shape[1]))
+    return False
 
 
 # ---------------------------------------------------------------- linear

@@ -320,16 +320,31 @@ class Sequential(Module):
             ) from None
 
     def forward(self, x: TensorLike):
-        plan = self.__dict__.get("_plan")
-        if plan is None or plan[0] != Module._generation:
-            plan = (Module._generation, self._fuse())
-            self.__dict__["_plan"] = plan  # not through __setattr__: that would bump it
-        for step in plan[1]:
+        for step in self._steps():
             if type(step) is tuple:
                 x = _run_chain(step[0], x, self.__dict__.get("_workspace"), step[1])
             else:
                 x = step(x)
         return x
+
+    def _steps(self) -> list:
+        """The forward's steps (see _fuse), kept until a module of the program changes."""
+        plan = self.__dict__.get("_plan")
+        if plan is None or plan[0] != Module._generation:
+            plan = (Module._generation, self._fuse())
+            self.__dict__["_plan"] = plan  # not through __setattr__: that would bump it
+        return plan[1]
+
+    def _single_chain(self) -> list | None:
+        """The F.linear_chain layers when the whole forward is one run of Linear layers whose
+        features chain (activations fused), else None: fit's compiled step runs such a model
+        without recording a graph."""
+        if type(self).forward is not Sequential.forward:
+            return None  # a subclass with its own forward
+        steps = self._steps()
+        if len(steps) != 1 or type(steps[0]) is not tuple or steps[0][1] is not None:
+            return None
+        return steps[0][0]
 
     def _fuse(self) -> list:
         """The forward as steps: modules to call, and ``(layers, mismatch)`` pairs: the
