@@ -386,3 +386,21 @@ def test_retain_grad_of_an_intermediate():
     h.retain_grad()
     (h * h).sum().backward()
     np.testing.assert_allclose(h.grad.data, 2 * h.data)
+
+
+def test_cross_entropy_gradient_handed_on_for_a_seed_of_one_stays_its_own():
+    """The loss's saved gradient goes to the logits as it is when the seed is 1: a leaf must
+    copy it, so a second backward through the kept graph, and a scaled loss, still add the
+    right amounts."""
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((6, 4)).astype(np.float32)
+    y = myelin.tensor(rng.integers(0, 4, 6))
+    logits = myelin.tensor(z, requires_grad=True)
+    loss = F.cross_entropy(logits, y)
+    loss.backward(retain_graph=True)
+    first = logits.grad.numpy().copy()
+    loss.backward()
+    np.testing.assert_array_equal(logits.grad.numpy(), 2 * first)
+    scaled = myelin.tensor(z, requires_grad=True)
+    (F.cross_entropy(scaled, y) * 3.0).backward()
+    np.testing.assert_allclose(scaled.grad.numpy(), 3 * first, rtol=1e-6)

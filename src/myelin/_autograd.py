@@ -78,6 +78,25 @@ def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
 def _toposort(root) -> list:
     """The recorded (non-leaf) tensors reachable from ``root``, outputs before inputs; leaves
     are not listed: they take their gradients as they arrive."""
+    # the common shape first: a path, each node with one recorded parent at most (a loss on a
+    # model's fused layers); its order is the path itself
+    order = [root]
+    node = root
+    while True:
+        nxt = None
+        for p in node._ctx[0]:
+            if p is not None and p._ctx is not None and p.requires_grad:
+                if nxt is not None:
+                    return _toposort_graph(root)
+                nxt = p
+        if nxt is None:
+            return order
+        order.append(nxt)
+        node = nxt
+
+
+def _toposort_graph(root) -> list:
+    """_toposort for any graph: a depth-first search."""
     order = []
     seen = {id(root)}
     stack = [(root, iter(root._ctx[0]))]

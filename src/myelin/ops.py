@@ -976,7 +976,12 @@ def adam_step_multi(
         _nonneg(beta2, "betas[1]", 1.0)
     if amsgrad and max_exp_avg_sqs is None:
         raise ValueError("adam_step_multi: max_exp_avg_sqs is required when amsgrad=True")
-    lists = tuple(x if type(x) is list else list(x) for x in (params, grads, exp_avgs, exp_avg_sqs))
+    lists = (
+        params if type(params) is list else list(params),
+        grads if type(grads) is list else list(grads),
+        exp_avgs if type(exp_avgs) is list else list(exp_avgs),
+        exp_avg_sqs if type(exp_avg_sqs) is list else list(exp_avg_sqs),
+    )
     vmax = list(max_exp_avg_sqs) if amsgrad else None  # type: ignore[arg-type]
     steps = steps if type(steps) is list else list(steps)
     if (
@@ -996,7 +1001,7 @@ def adam_step_multi(
             bool(decoupled_weight_decay),
         )
     try:
-        _kernels.adam_multi(*lists, vmax, steps, *args)  # type: ignore[call-arg, arg-type]
+        _kernels.adam_multi(*lists, vmax, steps, *args)  # type: ignore[arg-type]
     except (TypeError, ValueError, OverflowError):
         names = ("params", "grads", "exp_avgs", "exp_avg_sqs")
         _diagnose_multi(

@@ -534,21 +534,13 @@ def _chain_step(state: _Compiled, loss: nn.CrossEntropyLoss, xb, yb):
         return None
     model = state.logits_fn
     chain = model._single_chain()
-    if chain is None or chain[-1][2] is not None:
+    if chain is None or chain.acts[-1] is not None:
         return None
-    weights: list = []
-    biases: list = []
-    acts: list = []
-    slopes: list = []
-    params: list = []
-    for w, b, act, slope, _ in chain:
-        if not w.requires_grad or (b is not None and not b.requires_grad):
+    for p in chain.params:
+        if p is not None and not p.requires_grad:
             return None
-        weights.append(w._data)
-        biases.append(None if b is None else b._data)
-        acts.append(act)
-        slopes.append(slope)
-        params += (w, b)
+    weights, biases = chain.arrays()
+    acts, slopes, params = chain.acts, chain.slopes, chain.params
     workspace = model.__dict__.get("_workspace")
     outs = ops.linear_chain_fast(
         xb, weights, biases, acts, slopes, 0 if workspace is None else workspace.min_size

@@ -237,10 +237,39 @@ def linear_chain(
     arrays.
     """
     x = input if type(input) is Tensor else _float_input(input, "input", like=layers[0][0])
-    weights = [layer[0]._data for layer in layers]
-    biases = [None if layer[1] is None else layer[1]._data for layer in layers]
-    acts = [layer[2] for layer in layers]
-    slopes = [layer[3] for layer in layers]
+    return _linear_chain(x, _Chain(layers), workspace)
+
+
+class _Chain:
+    """What stays the same between calls of a :func:`linear_chain`: its layers, their
+    activations and slopes, the parameters (the graph node's parents after the input) and the
+    layers without a bias. ``nn.Sequential`` keeps one per run of Linear layers in its plan."""
+
+    __slots__ = ("layers", "acts", "slopes", "params", "no_bias")
+
+    def __init__(self, layers: Sequence[Sequence[Any]]) -> None:
+        self.layers = list(layers)
+        self.acts = [layer[2] for layer in self.layers]
+        self.slopes = [layer[3] for layer in self.layers]
+        params: list = []
+        for layer in self.layers:
+            params += (layer[0], layer[1])
+        self.params = tuple(params)
+        self.no_bias = [i for i, layer in enumerate(self.layers) if layer[1] is None]
+
+    def arrays(self) -> tuple[list, list]:
+        """The weights' and biases' arrays now (a bias None where there is none)."""
+        layers = self.layers
+        return (
+            [layer[0]._data for layer in layers],
+            [None if layer[1] is None else layer[1]._data for layer in layers],
+        )
+
+
+def _linear_chain(x: Tensor, chain: _Chain, workspace: Workspace | None) -> Tensor:
+    """linear_chain of the Tensor ``x``."""
+    weights, biases = chain.arrays()
+    acts, slopes = chain.acts, chain.slopes
     recording = is_grad_enabled()
     # the common case in one call; layers whose arrays are large enough to come from the
     # workspace run one by one below
@@ -253,20 +282,15 @@ def linear_chain(
         outs = _chain_forward(x._data, weights, biases, acts, slopes, workspace, recording, pooled)
     if not recording:
         return Tensor(outs[-1])
-    parents = [x]
-    for layer in layers:
-        parents.append(layer[0])
-        parents.append(layer[1])
 
     def backward(g):
         grads = None
         if fast:
             grads = ops.linear_chain_backward_fast(g, outs, weights, acts, slopes, x.requires_grad)
         if grads is None:
-            grads = _chain_backward(g, x, layers, outs, weights, acts, slopes, workspace)
-        for i, layer in enumerate(layers):  # no gradient for a missing bias
-            if layer[1] is None:
-                grads[2 + 2 * i] = None
+            grads = _chain_backward(g, x, chain.layers, outs, weights, acts, slopes, workspace)
+        for i in chain.no_bias:  # no gradient for a missing bias
+            grads[2 + 2 * i] = None
         return grads
 
     backward.fresh = True  # every array it returns is new or the parameter's own spare
@@ -279,7 +303,7 @@ def linear_chain(
             pooled.clear()
 
         backward.release = release
-    return _make(outs[-1], tuple(parents), backward)
+    return _make(outs[-1], (x, *chain.params), backward)
 
 
 def _chain_forward(h, weights, biases, acts, slopes, workspace, recording, pooled) -> list:
@@ -480,7 +504,8 @@ def cross_entropy(
             ignore_index=ignore_index,
             label_smoothing=label_smoothing,
         )
-        return _make(np.asarray(loss), (x,), lambda g: (grad * g,))
+        grad.flags.writeable = False  # handed on as it is for a seed of 1: never adopted
+        return _make(np.asarray(loss), (x,), lambda g: (grad if _is_one(g) else grad * g,))
     if weight is not None:
         raise NotImplementedError("cross_entropy: per-class weight is not supported")
     x = _float_input(input, "input")
@@ -509,6 +534,11 @@ def cross_entropy(
     )
     loss = np.asarray(loss)
     return _make(loss, (x,), lambda g: (_reduce_grad(g, grad, reduction),))
+
+
+def _is_one(g: np.ndarray) -> bool:
+    """Whether the upstream gradient ``g`` of a scalar loss is 1 (``loss.backward()``'s seed)."""
+    return g.ndim == 0 and g == 1
 
 
 def _soft_cross_entropy(x: Tensor, probs: np.ndarray, reduction: str, smoothing: float) -> Tensor:

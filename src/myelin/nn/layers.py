@@ -335,10 +335,10 @@ class Sequential(Module):
             self.__dict__["_plan"] = plan  # not through __setattr__: that would bump it
         return plan[1]
 
-    def _single_chain(self) -> list | None:
-        """The F.linear_chain layers when the whole forward is one run of Linear layers whose
-        features chain (activations fused), else None: fit's compiled step runs such a model
-        without recording a graph."""
+    def _single_chain(self) -> F._Chain | None:
+        """The F._Chain when the whole forward is one run of Linear layers whose features chain
+        (activations fused), else None: fit's compiled step runs such a model without recording
+        a graph."""
         if type(self).forward is not Sequential.forward:
             return None  # a subclass with its own forward
         steps = self._steps()
@@ -347,10 +347,10 @@ class Sequential(Module):
         return steps[0][0]
 
     def _fuse(self) -> list:
-        """The forward as steps: modules to call, and ``(layers, mismatch)`` pairs: the
-        F.linear_chain layers of a run of Linear layers (each with the activation module that
-        follows it fused in), and the error to raise if their features do not chain (else None).
-        Kept until a module of the program changes (``Module._generation``)."""
+        """The forward as steps: modules to call, and ``(chain, mismatch)`` pairs: the F._Chain
+        of a run of Linear layers (each with the activation module that follows it fused in),
+        and the error to raise if their features do not chain (else None). Kept until a module
+        of the program changes (``Module._generation``)."""
         mods = [m for m in self._modules.values() if m is not None]
         steps, i, n = [], 0, len(mods)
         while i < n:
@@ -378,12 +378,12 @@ class Sequential(Module):
                         f"expected (..., {lin.in_features})"
                     )
                 chain.append((params["weight"], params.get("bias"), act, slope, lin))
-            steps.append((chain, mismatch))
+            steps.append((F._Chain(chain), mismatch))
         return steps
 
 
-def _run_chain(chain: list, x, workspace, mismatch: str | None = None) -> Tensor:
-    first = chain[0][4]
+def _run_chain(chain: F._Chain, x, workspace, mismatch: str | None = None) -> Tensor:
+    first = chain.layers[0][4]
     xt = x if type(x) is Tensor else F._float_input(x, "input", like=first.weight)
     d = xt._data
     if d.ndim == 0 or d.shape[-1] != first.in_features:
@@ -393,7 +393,7 @@ def _run_chain(chain: list, x, workspace, mismatch: str | None = None) -> Tensor
         )
     if mismatch is not None:
         raise ValueError(mismatch)
-    return F.linear_chain(xt, chain, workspace)
+    return F._linear_chain(xt, chain, workspace)
 
 
 _FUSABLE = (ReLU, LeakyReLU, Sigmoid, Tanh)
