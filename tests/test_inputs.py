@@ -1,6 +1,7 @@
 """The dtype rule, array-likes, empty dimensions, and property tests on random shapes."""
 
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -248,3 +249,23 @@ def test_warns_when_logits_look_like_probabilities():
         Fn.cross_entropy(np.array([[0.3, 0.7]] * 4), np.zeros(4, np.int64))
         with myelin.no_grad():
             nn.CrossEntropyLoss()(nn.Linear(10, 5)(x), labels)
+
+
+def test_warnings_point_at_the_users_line():
+    """myelin's warnings name the line of the caller outside myelin, whether the modules in
+    between run as Python or compiled."""
+    import warnings
+
+    import myelin
+    from myelin import nn
+
+    rng = np.random.default_rng(0)
+    x = myelin.tensor(rng.standard_normal((8, 4)).astype(np.float32))
+    labels = myelin.tensor(rng.integers(0, 3, 8))
+    softmaxed = nn.Sequential(nn.Linear(4, 3), nn.Softmax(dim=1))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        nn.CrossEntropyLoss()(softmaxed(x), labels)
+        line = sys._getframe().f_lineno - 1
+    assert [w.filename for w in caught] == [__file__]
+    assert caught[0].lineno == line

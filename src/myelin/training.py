@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import math
 import operator
-import os
 import shutil
 import sys
 import time
@@ -31,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from myelin import _autograd, _random, nn, ops, optim
+from myelin import _autograd, _random, _warn, nn, ops, optim
 from myelin._autograd import no_grad
 from myelin.callbacks import History, ModelCheckpoint, _CallbackList, _check_callbacks
 from myelin.tensor import Tensor
@@ -285,19 +284,8 @@ def _warn_activation_mismatch(model, kind, loss_fn, split: bool) -> None:
             f"name ('sparse_categorical_crossentropy' after Softmax, 'binary_crossentropy' after "
             f"Sigmoid), which splits it off.",
             UserWarning,
-            stacklevel=_stacklevel(),
+            stacklevel=_warn.stacklevel(),
         )
-
-
-def _stacklevel() -> int:
-    """The stacklevel that points a warning at the first caller outside myelin."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    frame: Any = sys._getframe(1)
-    level = 1
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(here):
-        frame = frame.f_back
-        level += 1
-    return level
 
 
 def _compiled(model) -> _Compiled:
@@ -550,7 +538,7 @@ def _chain_step(state: _Compiled, loss: nn.CrossEntropyLoss, xb, yb):
     logits = outs[-1]
     if nn.functional._rows_like_probabilities(logits):
         nn.functional._warn_probabilities(
-            "cross_entropy", logits, *nn.functional._LIKE_PROBABILITIES, _stacklevel()
+            "cross_entropy", logits, *nn.functional._LIKE_PROBABILITIES
         )
     value, grad = ops.softmax_cross_entropy(
         logits,
@@ -961,7 +949,7 @@ def fit(
             f"fit interrupted (Ctrl-C) in epoch {at}: "
             "stopped at the end of the batch running, returning the history so far",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=_warn.stacklevel(),
         )
     return history
 
@@ -1115,7 +1103,7 @@ def _train(
             warnings.warn(
                 _nan_message(bad[1], epoch, epochs, bad[0], train.steps),
                 RuntimeWarning,
-                stacklevel=_stacklevel(),
+                stacklevel=_warn.stacklevel(),
             )
             break
         if model.stop_training:

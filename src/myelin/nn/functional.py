@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from myelin import _random, ops
+from myelin import _random, _warn, ops
 from myelin._autograd import is_grad_enabled
 from myelin.tensor import Tensor, _make, as_tensor
 
@@ -86,12 +86,12 @@ def _made_by(t) -> str | None:
     return getattr(ctx[1], "kind", None) if ctx is not None else None
 
 
-def _warn_probabilities(loss: str, x, what: str, instead: str, stacklevel: int = 4) -> None:
+def _warn_probabilities(loss: str, x, what: str, instead: str) -> None:
     warnings.warn(
         f"{loss} takes logits (raw scores), but its input {what}; the loss and its gradient "
         f"are then wrong. {instead}",
         UserWarning,
-        stacklevel=stacklevel,
+        stacklevel=_warn.stacklevel(),
     )
 
 
@@ -641,7 +641,7 @@ def binary_cross_entropy(input: TensorLike, target: TensorLike, reduction: str =
             "where the log is clamped and the gradient lost (the sigmoid output + BCELoss "
             "mistake); use binary_cross_entropy_with_logits (BCEWithLogitsLoss) on the logits",
             UserWarning,
-            stacklevel=3,
+            stacklevel=_warn.stacklevel(),
         )
     with np.errstate(divide="ignore"):
         logp = np.maximum(np.log(p), -100)
