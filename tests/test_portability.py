@@ -235,7 +235,16 @@ def test_trains_on_an_old_cpu_under_qemu():
 
 # ---------------------------------------------------------------- the build without OpenMP
 
+# The build without OpenMP also leaves the hot-path modules as plain Python
+# (MYELIN_COMPILE_PY=OFF), so that their source runs the framework's tests too.
 _KERNEL_TESTS = ["tests/test_matmul.py", "tests/test_activations.py", "tests/test_softmax.py"]
+_PLAIN_PYTHON_TESTS = [
+    "tests/test_autograd.py",
+    "tests/test_fast_paths.py",
+    "tests/test_nn.py",
+    "tests/test_optim.py",
+    "tests/test_training.py",
+]
 
 
 @pytest.mark.slow
@@ -244,7 +253,7 @@ def test_no_openmp_build(tmp_path):
     r = _run(
         [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-build-isolation", "--no-deps",
          "--quiet", "-w", str(tmp_path / "dist"), f"-Cbuild-dir={tmp_path / 'build'}",
-         "-Ccmake.define.MYELIN_OPENMP=OFF"],
+         "-Ccmake.define.MYELIN_OPENMP=OFF", "-Ccmake.define.MYELIN_COMPILE_PY=OFF"],
         cwd=tmp_path,
     )  # fmt: skip
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -259,15 +268,20 @@ def test_no_openmp_build(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), *others]))
     env.pop("MYELIN_CPU", None)
 
-    code = "import myelin; print(myelin.__file__); myelin.show_config()"
+    code = (
+        "import myelin, myelin._autograd; print(myelin.__file__); "
+        "print(myelin._autograd.__file__); myelin.show_config()"
+    )
     r = _run([sys.executable, "-S", "-c", code], cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[0] == str(site / "myelin" / "__init__.py"), r.stdout
+    assert r.stdout.splitlines()[1] == str(site / "myelin" / "_autograd.py"), r.stdout
     assert "openmp:        none (serial build)" in r.stdout, r.stdout
+    assert "python core:   plain Python" in r.stdout, r.stdout
 
     r = _run(
         [sys.executable, "-S", "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-         *_KERNEL_TESTS],
+         *_KERNEL_TESTS, *_PLAIN_PYTHON_TESTS],
         cwd=ROOT, env=env,
     )  # fmt: skip
     tail = "\n".join((r.stdout + r.stderr).splitlines()[-30:])

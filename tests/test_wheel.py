@@ -59,6 +59,21 @@ def test_myelin_is_imported_from_site_packages_not_src():
     assert dist.version == myelin.__version__
 
 
+def test_hot_path_modules_are_the_compiled_ones():
+    """The wheel holds the modules CMakeLists.txt compiles with Cython beside their sources,
+    and Python imports the compiled ones; myelin._warn, which reads the stack, stays Python."""
+    import importlib
+
+    _installed_wheel()
+    for name in ("_autograd", "tensor", "ops", "nn.functional", "nn.layers", "nn.module",
+                 "nn.loss", "optim.optimizer", "optim.adam"):  # fmt: skip
+        module = importlib.import_module("myelin." + name)
+        assert module.__file__.endswith(".so"), module.__file__
+        assert Path(module.__file__).with_name(name.split(".")[-1] + ".py").is_file()
+    assert importlib.import_module("myelin._warn").__file__.endswith(".py")
+    assert myelin._config.python_core() == "compiled (Cython)"
+
+
 def test_installed_wheel_is_manylinux_with_openmp_vendored():
     dist = _installed_wheel()
     tags = [

@@ -47,8 +47,8 @@ from myelin.tensor import (  # noqa: E402
 
 
 def show_config() -> None:
-    """Print the version, the instruction-set path in use and those available, the OpenMP runtime
-    and the thread count."""
+    """Print the version, the instruction-set path in use and those available, the OpenMP runtime,
+    the thread count, and whether the hot-path Python modules run compiled."""
     print(f"myelin {__version__}")
     print(
         f"  cpu path:      {_config.current_isa()} "
@@ -56,6 +56,7 @@ def show_config() -> None:
     )
     print(f"  openmp:        {_config.openmp_runtime()}")
     print(f"  threads:       {get_num_threads()}")
+    print(f"  python core:   {_config.python_core()}")
 
 
 __all__ = [

@@ -96,6 +96,16 @@ def openmp_runtime() -> str:
 _forked_child = False
 
 
+def python_core() -> str:
+    """Whether the hot-path Python modules (autograd, Tensor, ops, nn, optim) run as compiled
+    by Cython at build time, or as plain Python (a MYELIN_COMPILE_PY=OFF build)."""
+    from myelin import _autograd
+
+    if _autograd.__file__ is not None and not _autograd.__file__.endswith(".py"):
+        return "compiled (Cython)"
+    return "plain Python"
+
+
 def _after_fork_in_child() -> None:
     global _forked_child
     _forked_child = True

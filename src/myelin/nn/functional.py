@@ -209,12 +209,22 @@ def _spare_grad(p, shape: tuple, dtype):
     spare = p._spare
     if spare is None or spare.shape != shape or spare.dtype is not dtype:
         return None
-    # references: p._spare, this local, getrefcount's argument; any more is a user's
-    if sys.getrefcount(spare) > 3:
-        p._spare = None
-        return None
     p._spare = None
+    # now this local holds it, and anything more is someone else's
+    if sys.getrefcount(spare) > _ALONE:
+        return None
     return spare
+
+
+def _alone() -> int:
+    """What sys.getrefcount says of an object that only a local variable holds, as this
+    module's code runs: _spare_grad compares against it. Measured rather than assumed, as
+    it differs when the module is compiled by Cython (no extra reference for the argument)."""
+    only = object()
+    return sys.getrefcount(only)
+
+
+_ALONE = _alone()
 
 
 def linear_chain(
