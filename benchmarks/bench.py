@@ -336,7 +336,8 @@ def main(argv=None) -> int:
             + (
                 f"; over {SHARED:.0%}, so the machine was shared: {'; '.join(contended)}"
                 if contended
-                else " (a quiet machine)"
+                else " (no other program of this machine competed for the CPUs; the host of a"
+                " virtual machine can still take a core away unseen, which only the times show)"
             )
         )
     print()
