@@ -3,8 +3,10 @@
 Every case runs the same computation on the same inputs in myelin, in NumPy (plain ``a @ b`` for
 GEMMs, ``myelin.reference`` otherwise) and in PyTorch where it is installed, all on the same number
 of threads (2 by default, set explicitly for each library). Each case first checks once that the
-outputs agree, then times the systems in interleaved blocks, each after an untimed settle, and
-reports medians; training steps also get an untimed pass that counts their allocations. The FMA
+outputs agree; then every case is timed in rounds that go through all the cases, a round timing
+the systems of a case one after the other, each block after an untimed settle, and the medians
+over the rounds are reported; training steps also get an untimed pass that counts their
+allocations. The FMA
 peak of the machine is measured with myelin's probe (``myelin._kernels.fma_peak_gflops``) before
 and after the cases, and the higher figure is the peak GEMM rows are compared with.
 
@@ -104,10 +106,18 @@ def _finite(x):
     return x if x is None or math.isfinite(x) else None
 
 
-def run_case(case, mode) -> dict:
-    """Verify, time and count the allocations of one case; the raw measurements as a dict."""
-    from allocs import count_allocations
-    from timing import compare, summarize
+def fit_rounds(mode) -> set:
+    """The rounds a whole-fit case takes part in: ``mode.fit_rounds`` of them (a fit takes
+    seconds), spread evenly over the run."""
+    n = max(1, min(mode.fit_rounds, mode.rounds))
+    if n == 1:
+        return {0}
+    return {round(i * (mode.rounds - 1) / (n - 1)) for i in range(n)}
+
+
+def prepare_case(case, mode) -> dict:
+    """A case's row with its outputs verified, and its timer ready (``row["_timer"]``)."""
+    from timing import Interleaved
 
     row = {
         "key": case.key,
@@ -124,28 +134,22 @@ def run_case(case, mode) -> dict:
         row["unavailable"] = case.unavailable
         return row
     row["diffs"] = {k: _finite(v) for k, v in (case.verify() if case.verify else {}).items()}
-    rounds = mode.rounds
-    if case.key == "digits-fit":
-        rounds = min(rounds, mode.fit_rounds)
-    # A case measured while something else ran (a round far slower than the others) is measured
-    # again, up to mode.retries times, and the attempt with the smallest spread is kept: the
-    # choice looks at every system's spread alike, never at which system wins.
-    # The time each block waited for a CPU is recorded too: a machine busy with other work
-    # can slow every round alike, which the spread does not see.
-    attempts = []
-    for _ in range(1 + mode.retries):
-        waits: dict = {}
-        samples = compare(case.fns, rounds, mode.settle, mode.block, mode.warmup, waits)
-        medians, spread = summarize(samples)
-        attempts.append((max(spread.values()), medians, spread, samples, waits))
-        if attempts[-1][0] <= NOISY:
-            break
-    _, row["seconds"], spread, row["samples"], waits = min(attempts, key=lambda a: a[0])
-    if case.cleanup is not None:
-        case.cleanup()
+    row["_timer"] = Interleaved(case.fns, mode.block, mode.warmup)
+    row["_rounds"] = fit_rounds(mode) if case.key == "digits-fit" else set(range(mode.rounds))
+    return row
+
+
+def measure_case(case, row: dict, mode) -> dict:
+    """Medians, spreads and CPU waits of a case's rounds, its allocation counts and accuracies."""
+    from allocs import count_allocations
+    from timing import summarize
+
+    timer = row.pop("_timer")
+    row.pop("_rounds")
+    row["seconds"], spread = summarize(timer.samples)
+    row["samples"] = timer.samples
     row["spread"] = {k: _finite(v) for k, v in spread.items()}
-    row["waited"] = {k: statistics.median(v) for k, v in waits.items() if v}
-    row["attempts"] = len(attempts)
+    row["waited"] = {k: statistics.median(v) for k, v in timer.waits.items() if v}
     if case.alloc_steps:
         steps, warmup = (1, 1) if mode.smoke else (5, 3)
         row["allocs"] = {
@@ -258,8 +262,13 @@ def main(argv=None) -> int:
     if first is not None:
         peak_runs.append(first)
 
+    # Every case is set up first, then timed in rounds that go through all the cases, each
+    # round timing every system of a case in turn: the rounds of a case are spread over the
+    # whole run, so a stretch in which the host of a virtual machine takes a core away (seconds,
+    # unseen by the guest) slows one or two of a case's rounds, not all of them, and the median
+    # is that of the machine as it usually is.
     factories = cases.cases_for(mode)
-    rows, errors = [], []
+    entries, errors = [], []
     for i, factory in enumerate(factories, 1):
         t0 = time.perf_counter()
         try:
@@ -273,13 +282,40 @@ def main(argv=None) -> int:
             continue
         print(f"[{i:2d}/{len(factories)}] {case.key} ...", end="", file=sys.stderr, flush=True)
         try:
-            rows.append(run_case(case, mode))
+            entries.append((case, prepare_case(case, mode)))
         except Exception:
             errors.append(f"{case.key}:\n{traceback.format_exc()}")
             print(" FAILED", file=sys.stderr)
             print(errors[-1], file=sys.stderr)
             continue
-        print(f" {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+        print(f" ready ({time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)
+
+    for r in range(mode.rounds):
+        t0 = time.perf_counter()
+        for case, row in list(entries):
+            if "_timer" not in row or r not in row["_rounds"]:
+                continue
+            try:
+                row["_timer"].round(mode.settle)
+            except Exception:
+                errors.append(f"{case.key}:\n{traceback.format_exc()}")
+                print(f"{case.key} FAILED", file=sys.stderr)
+                print(errors[-1], file=sys.stderr)
+                entries.remove((case, row))
+        print(
+            f"round {r + 1}/{mode.rounds} of every case: {time.perf_counter() - t0:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    rows = []
+    for case, row in entries:
+        try:
+            rows.append(measure_case(case, row, mode) if "_timer" in row else row)
+        except Exception:
+            errors.append(f"{case.key}:\n{traceback.format_exc()}")
+            print(f"{case.key} FAILED", file=sys.stderr)
+            print(errors[-1], file=sys.stderr)
 
     load["end"] = _loadavg()
     second = measure_peak(args.threads, mode.peak_seconds)
@@ -299,7 +335,9 @@ def main(argv=None) -> int:
     print()
     report.print_machine(info, peak)
     print(
-        f"mode {mode.name}: {mode.rounds} interleaved rounds, medians; {args.threads} threads "
+        f"mode {mode.name}: medians of {mode.rounds} rounds through every case "
+        f"({len(fit_rounds(mode))} for a whole fit), the systems of a case interleaved; "
+        f"{args.threads} threads "
         f"for myelin, NumPy's BLAS and PyTorch; load average {load['start']} at the start, "
         f"{load['end']} at the end"
     )
@@ -355,6 +393,7 @@ def main(argv=None) -> int:
             "threads": args.threads,
             "load_average": load,
             "rounds": mode.rounds,
+            "fit_rounds": len(fit_rounds(mode)),
             "settle_seconds": mode.settle,
             "block_seconds": mode.block,
         },

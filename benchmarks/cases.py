@@ -34,17 +34,16 @@ class Mode:
     block: float
     peak_seconds: float
     smoke: bool = False
-    fit_rounds: int = 3
+    fit_rounds: int = 3  # rounds a whole fit takes part in (spread over the run)
     warmup: bool = True
-    retries: int = 0  # times a noisy case is measured again (the calmest attempt is kept)
 
 
 MODES = {
     "smoke": Mode(
         "smoke", rounds=1, settle=0.0, block=0.0, peak_seconds=0.05, smoke=True, warmup=False
     ),
-    "quick": Mode("quick", rounds=5, settle=0.1, block=0.02, peak_seconds=0.3, retries=1),
-    "full": Mode("full", rounds=9, settle=0.25, block=0.03, peak_seconds=1.0, retries=2),
+    "quick": Mode("quick", rounds=5, settle=0.25, block=0.02, peak_seconds=0.3),
+    "full": Mode("full", rounds=15, settle=0.25, block=0.03, peak_seconds=1.0),
 }
 
 
@@ -72,7 +71,6 @@ class Case:
     baseline_label: str = "numpy"
     missing: dict = field(default_factory=dict)
     verify: object = None  # () -> {system: relative max abs difference from numpy}
-    cleanup: object = None  # () -> None, run once the case is measured
     alloc_steps: dict = field(default_factory=dict)  # system -> one training step
     accuracy: dict = field(default_factory=dict)  # system -> list of test accuracies (fits)
     unavailable: str | None = None  # the whole row could not run (e.g. scikit-learn missing)
@@ -583,7 +581,7 @@ def train_step(sizes: tuple, batch: int, mode: Mode | None = None) -> Case:
 def thread_scaling(mode: Mode | None = None) -> Case:
     """A 784-64-10 training step at batch 32 on all of myelin's threads against the same step
     on one thread (issue 5: thread count follows the work, so more threads never make a small
-    step slower). Each call sets the thread count it runs with."""
+    step slower). Each call runs on its thread count, then sets the count back."""
     sizes, batch = (784, 64, 10), 32
     if mode is not None and mode.smoke:
         sizes, batch = (24, 16, 10), 8
@@ -602,16 +600,13 @@ def thread_scaling(mode: Mode | None = None) -> Case:
         loss.backward()
         optimizer.step()
 
-    def on_all():
-        myelin.set_num_threads(threads)
-        step()
-
-    def on_one():
-        myelin.set_num_threads(1)
-        step()
-
-    def restore():
-        myelin.set_num_threads(threads)
+    # each call leaves the thread count as it found it: the other cases run in between
+    def on(n):
+        myelin.set_num_threads(n)
+        try:
+            step()
+        finally:
+            myelin.set_num_threads(threads)
 
     case = Case(
         key="threads-784-64-10",
@@ -620,12 +615,11 @@ def thread_scaling(mode: Mode | None = None) -> Case:
         shape=f"{'-'.join(map(str, sizes))} batch {batch}",
         dtype="float32",
         group="train step 784-64-10 b32, threads",
-        fns={"myelin": on_all, "1 thread": on_one},
+        fns={"myelin": lambda: on(threads), "1 thread": lambda: on(1)},
         work=float(batch),
         unit="samples/s",
         baseline_label="1 thread",
     )
-    case.cleanup = restore
     return case
 
 

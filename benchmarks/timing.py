@@ -47,51 +47,46 @@ def _settle(fn, seconds: float, per_call: float) -> None:
         fn()
 
 
-def compare(
-    fns: dict,
-    rounds: int,
-    settle: float,
-    block: float = 0.02,
-    warmup: bool = True,
-    waits: dict | None = None,
-) -> dict:
-    """Seconds per call of each function in ``fns`` (name -> callable) in each of ``rounds``
-    rounds (name -> list of ``rounds`` samples); each round times every function once, in turn.
+class Interleaved:
+    """Side-by-side timing of several implementations of one computation (``fns``: name ->
+    callable), one round at a time: each :meth:`round` times every function once, in turn, and
+    appends its seconds per call to ``samples[name]``.
 
     Each timed block (about ``block`` seconds of back-to-back calls, at least one call) follows
     ``settle`` seconds of untimed calls of the same function: thread pools keep spinning for a
     while after their last call (OpenBLAS's for about 0.1 s) and would steal a core from whichever
     library runs next, so without it a block measures the previous library's threads more than its
     own. A function slower than ``settle`` per call is preceded by a sleep instead, which lets the
-    other pools go idle just the same.
+    other pools go idle just the same. The settle also brings the function's data back into the
+    caches when other work ran in between.
 
-    Before the rounds each function is called once untimed (``warmup``: pages touched, thread
+    On construction each function is called once untimed (``warmup``: pages touched, thread
     pools started), then once more to size its blocks.
 
-    With a dict ``waits``, each block's time spent waiting for a CPU (:func:`run_delay`, as a
-    fraction of the block) is appended to ``waits[name]``: the measure of how much the machine
-    was shared while that function was timed.
+    ``waits[name]`` gets each block's time spent waiting for a CPU (:func:`run_delay`, as a
+    fraction of the block): the measure of how much the machine was shared while that function
+    was timed.
     """
-    per_call = {}
-    for name, fn in fns.items():
-        if warmup:
-            fn()
-        per_call[name] = _time_block(fn, 1)
-    inner = {name: max(1, int(block / max(t, 1e-7))) for name, t in per_call.items()}
-    samples = {name: [] for name in fns}
-    if waits is not None:
-        for name in fns:
-            waits.setdefault(name, [])
-    for _ in range(rounds):
+
+    def __init__(self, fns: dict, block: float = 0.02, warmup: bool = True):
+        self.fns = fns
+        self.per_call = {}
         for name, fn in fns.items():
-            _settle(fn, settle, per_call[name])
-            block_waits = None if waits is None else waits[name]
-            samples[name].append(_time_block(fn, inner[name], block_waits))
-    return samples
+            if warmup:
+                fn()
+            self.per_call[name] = _time_block(fn, 1)
+        self.inner = {name: max(1, int(block / max(t, 1e-7))) for name, t in self.per_call.items()}
+        self.samples = {name: [] for name in fns}
+        self.waits = {name: [] for name in fns}
+
+    def round(self, settle: float) -> None:
+        for name, fn in self.fns.items():
+            _settle(fn, settle, self.per_call[name])
+            self.samples[name].append(_time_block(fn, self.inner[name], self.waits[name]))
 
 
 def summarize(samples: dict) -> tuple[dict, dict]:
-    """Medians of :func:`compare`'s samples, and each system's spread: its slowest sample over its
+    """Medians of :attr:`Interleaved.samples`, and each system's spread: its slowest sample over its
     fastest (near 1 on a quiet machine; a large spread means something else was running)."""
     medians = {name: statistics.median(ts) for name, ts in samples.items()}
     spread = {

@@ -250,3 +250,51 @@ def test_allocation_count_of_a_step():
     assert result["peak_bytes"] >= x.nbytes
     in_place = allocs.count_allocations(lambda: np.multiply(x, 2.0, out=out), steps=3)
     assert in_place["large"] == 0
+
+
+def test_rounds_go_through_every_case(smoke):
+    # each case has one sample per round, the fit one per fit round of the mode
+    _, results, _ = smoke
+    settings = results["settings"]
+    for row in results["rows"]:
+        if "unavailable" in row:
+            continue
+        want = settings["fit_rounds"] if row["key"] == "digits-fit" else settings["rounds"]
+        assert {len(s) for s in row["samples"].values()} == {want}, row["key"]
+
+
+def test_timer_times_each_system_once_per_round():
+    timing = _load("timing")
+    calls = []
+    timer = timing.Interleaved(
+        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, block=0.0
+    )
+    assert calls == ["a", "a", "b", "b"]  # warm-up and sizing call of each
+    del calls[:]
+    timer.round(settle=0.0)
+    timer.round(settle=0.0)
+    assert calls == ["a", "b", "a", "b"]
+    assert {k: len(v) for k, v in timer.samples.items()} == {"a": 2, "b": 2}
+    assert all(t >= 0 for v in timer.samples.values() for t in v)
+
+
+def test_fit_rounds_spread_over_the_run():
+    bench, cases = _load("bench"), _load("cases")
+    assert bench.fit_rounds(cases.Mode("m", rounds=15, settle=0, block=0, peak_seconds=0)) == {
+        0,
+        7,
+        14,
+    }
+    one = cases.Mode("m", rounds=1, settle=0, block=0, peak_seconds=0)
+    assert bench.fit_rounds(one) == {0}
+
+
+def test_thread_case_leaves_the_thread_count_as_found():
+    import myelin
+
+    cases = _load("cases")
+    before = myelin.get_num_threads()
+    case = cases.thread_scaling(cases.MODES["smoke"])
+    for fn in case.fns.values():
+        fn()
+        assert myelin.get_num_threads() == before
