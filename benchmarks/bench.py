@@ -6,9 +6,9 @@ of threads (2 by default, set explicitly for each library). Each case first chec
 outputs agree; then every case is timed in rounds that go through all the cases, a round timing
 the systems of a case one after the other, each block after an untimed settle, and the medians
 over the rounds are reported; training steps also get an untimed pass that counts their
-allocations. The FMA
-peak of the machine is measured with myelin's probe (``myelin._kernels.fma_peak_gflops``) before
-and after the cases, and the higher figure is the peak GEMM rows are compared with.
+allocations. The FMA peak of the machine is measured with myelin's probe
+(``myelin._kernels.fma_peak_gflops``) before and after the cases, and the higher figure is the
+peak GEMM rows are compared with.
 
     python benchmarks/bench.py --quick     # a subset, under a minute (CI, the README)
     python benchmarks/bench.py             # every case, a few minutes
@@ -34,8 +34,8 @@ RESULTS = os.path.join(HERE, "results")
 
 # Largest relative difference from NumPy's output that still counts as the same result.
 AGREE = {"float32": 1e-4, "float64": 1e-10}
-# A system whose slowest round is this many times its fastest is reported as noisy.
 SHARED = 0.05  # a block that waited this share of its time for a CPU ran on a busy machine
+# A system whose slowest round is this many times its fastest is reported as noisy.
 NOISY = 1.5
 
 
