@@ -16,6 +16,19 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(autouse=True)
+def _ctrl_c_delivered():
+    """Ctrl-C as a terminal delivers it. A process started in the background by a script (``cmd
+    &`` without job control, as under nohup) inherits SIGINT ignored, and fit then rightly leaves
+    it alone; these tests are about Python's default handler, so they put it in place."""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    if previous is not None:  # None: a handler installed outside Python, left as it is
+        signal.signal(signal.SIGINT, previous)
+
+
 def _model():
     myelin.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
