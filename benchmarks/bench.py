@@ -106,6 +106,13 @@ def _finite(x):
     return x if x is None or math.isfinite(x) else None
 
 
+def _failed(errors: list, key: str, inline: bool = False) -> None:
+    """Record the exception being handled for case ``key`` and print it."""
+    errors.append(f"{key}:\n{traceback.format_exc()}")
+    print(" FAILED" if inline else f"{key} FAILED", file=sys.stderr)
+    print(errors[-1], file=sys.stderr)
+
+
 def fit_rounds(mode) -> set:
     """The rounds a whole-fit case takes part in: ``mode.fit_rounds`` of them (a fit takes
     seconds), spread evenly over the run."""
@@ -115,8 +122,9 @@ def fit_rounds(mode) -> set:
     return {round(i * (mode.rounds - 1) / (n - 1)) for i in range(n)}
 
 
-def prepare_case(case, mode) -> dict:
-    """A case's row with its outputs verified, and its timer ready (``row["_timer"]``)."""
+def prepare_case(case, mode) -> tuple:
+    """A case's row with its outputs verified, and its timer ready (None when the case cannot
+    run)."""
     from timing import Interleaved
 
     row = {
@@ -132,20 +140,16 @@ def prepare_case(case, mode) -> dict:
     }
     if case.unavailable:
         row["unavailable"] = case.unavailable
-        return row
+        return row, None
     row["diffs"] = {k: _finite(v) for k, v in (case.verify() if case.verify else {}).items()}
-    row["_timer"] = Interleaved(case.fns, mode.block, mode.warmup)
-    row["_rounds"] = fit_rounds(mode) if case.key == "digits-fit" else set(range(mode.rounds))
-    return row
+    return row, Interleaved(case.fns, mode.block, mode.warmup)
 
 
-def measure_case(case, row: dict, mode) -> dict:
+def measure_case(case, row: dict, timer, mode) -> dict:
     """Medians, spreads and CPU waits of a case's rounds, its allocation counts and accuracies."""
     from allocs import count_allocations
     from timing import summarize
 
-    timer = row.pop("_timer")
-    row.pop("_rounds")
     row["seconds"], spread = summarize(timer.samples)
     row["samples"] = timer.samples
     row["spread"] = {k: _finite(v) for k, v in spread.items()}
@@ -282,26 +286,25 @@ def main(argv=None) -> int:
             continue
         print(f"[{i:2d}/{len(factories)}] {case.key} ...", end="", file=sys.stderr, flush=True)
         try:
-            entries.append((case, prepare_case(case, mode)))
+            row, timer = prepare_case(case, mode)
         except Exception:
-            errors.append(f"{case.key}:\n{traceback.format_exc()}")
-            print(" FAILED", file=sys.stderr)
-            print(errors[-1], file=sys.stderr)
+            _failed(errors, case.key, inline=True)
             continue
+        fits = case.key == "digits-fit"
+        entries.append((case, row, timer, fit_rounds(mode) if fits else range(mode.rounds)))
         print(f" ready ({time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)
 
     for r in range(mode.rounds):
         t0 = time.perf_counter()
-        for case, row in list(entries):
-            if "_timer" not in row or r not in row["_rounds"]:
+        for entry in list(entries):
+            case, _, timer, rounds = entry
+            if timer is None or r not in rounds:
                 continue
             try:
-                row["_timer"].round(mode.settle)
+                timer.round(mode.settle)
             except Exception:
-                errors.append(f"{case.key}:\n{traceback.format_exc()}")
-                print(f"{case.key} FAILED", file=sys.stderr)
-                print(errors[-1], file=sys.stderr)
-                entries.remove((case, row))
+                _failed(errors, case.key)
+                entries.remove(entry)
         print(
             f"round {r + 1}/{mode.rounds} of every case: {time.perf_counter() - t0:.1f} s",
             file=sys.stderr,
@@ -309,13 +312,11 @@ def main(argv=None) -> int:
         )
 
     rows = []
-    for case, row in entries:
+    for case, row, timer, _ in entries:
         try:
-            rows.append(measure_case(case, row, mode) if "_timer" in row else row)
+            rows.append(row if timer is None else measure_case(case, row, timer, mode))
         except Exception:
-            errors.append(f"{case.key}:\n{traceback.format_exc()}")
-            print(f"{case.key} FAILED", file=sys.stderr)
-            print(errors[-1], file=sys.stderr)
+            _failed(errors, case.key)
 
     load["end"] = _loadavg()
     second = measure_peak(args.threads, mode.peak_seconds)
