@@ -183,7 +183,7 @@ def _cells(row: dict) -> list[str]:
 
 def text_table(rows: list[dict]) -> str:
     body = [_cells(r) for r in rows]
-    widths = [max(len(c), *(len(b[i]) for b in body)) for i, c in enumerate(COLUMNS)]
+    widths = [max([len(c), *(len(b[i]) for b in body)]) for i, c in enumerate(COLUMNS)]
 
     def line(cells):
         parts = []

@@ -295,3 +295,10 @@ def test_thread_case_leaves_the_thread_count_as_found():
     for fn in case.fns.values():
         fn()
         assert myelin.get_num_threads() == before
+
+
+def test_table_of_no_rows_is_its_header():
+    # a run whose every case failed still prints (and writes) its report
+    report = _load("report")
+    lines = report.text_table([]).splitlines()
+    assert lines[0].split()[:2] == ["op", "shape"] and len(lines) == 2
