@@ -50,17 +50,19 @@
  * and first reads of operands read in place.
  * Parallel regions: one per call, tiles handed out dynamically, a single barrier at the end.
  *
- * Tried and not kept (two builds run alternately on the 2-core Zen 4, differences within noise):
+ * Tried and not kept (each build run alternately with the kept code on the 2-core Zen 4):
  *   - x @ w.T at 256x2048x2048, where the transposing packs take ~9% of the samples (B's ~7%):
  *     B packed one micro-panel at a time, outermost, against an A block packed once per K
  *     block, with the next panel's source prefetched into L2 during the current one's
  *     micro-kernels. The packing share fell to ~4% but the time did not improve (one thread,
- *     medians of 8 runs: 20.8-21.6 ms against 20.8-21.1). nc = 512 or 768: no change. C^T = w x^T
+ *     medians of 8 runs: 20.8-21.6 ms against 20.8-21.1); with kc = 128 there, so that the B
+ *     panel fits in L1, ~4% slower. nc = 512 or 768 in the usual order: no change. C^T = w x^T
  *     would not help: w becomes the A operand, whose panels need the same transposing pack.
  *   - Static tile assignment when there is one tile per thread; a static schedule for batched
- *     products (+2-4% on a quiet machine, but twice as slow when one core is taken); prefetching
- *     the second cache line of each C row in the AVX-512 micro-kernel; prefetching ahead in the
- *     AVX-512 transposing pack.
+ *     products (+2-4% on a quiet machine, but when one core is slowed a static split waits for
+ *     its slow half, where the dynamic one rebalances); prefetching the second cache line of
+ *     each C row in the AVX-512 micro-kernel; prefetching ahead in the AVX-512 transposing pack
+ *     (also tried again for the x @ w.T packs above, one and two row groups ahead: no change).
  */
 #include <stdlib.h>
 #include <string.h>
