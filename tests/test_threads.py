@@ -307,6 +307,47 @@ def test_a_stalled_region_turns_the_backoff_on(threads, backoff):
             h.wait()
 
 
+@pytest.mark.slow
+def test_large_regions_stretched_by_busy_cores_leave_the_backoff_alone(threads, backoff):
+    """Only the small work the backoff governs judges it. With busy processes on every core, a
+    ReLU over 32M elements (1024 grains, always shared) takes longer than its grains explain,
+    region after region, and the backoff stays off; small products under the same load then
+    turn it on, so the load was there."""
+    if not _config.has_openmp():
+        pytest.skip("serial build: myelin._kernels reports no OpenMP")
+    k = myelin._kernels
+    threads(2)
+    backoff(0)
+    x = np.ones(32 * 2**20, np.float32)
+    y = np.empty_like(x)
+    assert k.ops_threads(x.size) == 2
+    hogs = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(os.cpu_count() or 2)
+    ]
+    try:
+        slowest = 0.0
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            t0 = time.perf_counter()
+            ops.relu(x, out=y)
+            slowest = max(slowest, time.perf_counter() - t0)
+            assert k.backoff_remaining() == 0.0
+        # the grains account for 1024 * 5 us / 2 threads = 2.6 ms; a stall would be 1 ms beyond
+        # four times that
+        assert slowest > 0.0116, f"no region was stretched (slowest {slowest * 1e3:.1f} ms)"
+        a = np.ones((64, 64), np.float32)
+        deadline = time.monotonic() + 20.0
+        while k.backoff_remaining() == 0.0 and time.monotonic() < deadline:
+            for _ in range(100):
+                ops.matmul(a, a)
+        assert k.backoff_remaining() > 0.0
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+
+
 # ---------------------------------------------------------------- determinism of training
 
 
