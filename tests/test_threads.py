@@ -1,5 +1,6 @@
 """Thread count control, bitwise determinism across thread counts, the OpenMP runtime."""
 
+import contextlib
 import os
 import re
 import subprocess
@@ -278,6 +279,32 @@ def test_backoff_does_not_feed_itself(threads, backoff):
     assert myelin._kernels.backoff_remaining() <= 0.3
 
 
+@contextlib.contextmanager
+def _busy_cores():
+    """A busy process on every core for the duration of the block."""
+    hogs = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(os.cpu_count() or 2)
+    ]
+    try:
+        yield
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+
+
+def _small_products_until_backoff() -> np.ndarray:
+    """Small parallel products (64^3) until the backoff turns on, for 20 s at most; returns the
+    operand."""
+    a = np.ones((64, 64), np.float32)
+    deadline = time.monotonic() + 20.0
+    while myelin._kernels.backoff_remaining() == 0.0 and time.monotonic() < deadline:
+        for _ in range(100):
+            ops.matmul(a, a)
+    return a
+
+
 @pytest.mark.slow
 def test_a_stalled_region_turns_the_backoff_on(threads, backoff):
     """Real contention: with busy processes on every core, small parallel products soon meet a
@@ -287,24 +314,12 @@ def test_a_stalled_region_turns_the_backoff_on(threads, backoff):
     k = myelin._kernels
     threads(2)
     backoff(0)
-    hogs = [
-        subprocess.Popen([sys.executable, "-c", "while True: pass"])
-        for _ in range(os.cpu_count() or 2)
-    ]
-    try:
-        a = np.ones((64, 64), np.float32)
-        deadline = time.monotonic() + 20.0
-        while k.backoff_remaining() == 0.0 and time.monotonic() < deadline:
-            for _ in range(100):
-                ops.matmul(a, a)
+    with _busy_cores():
+        a = _small_products_until_backoff()
         assert k.backoff_remaining() > 0.0
         before = k.parallel_region_count()
         ops.matmul(a, a)
         assert k.parallel_region_count() == before  # one thread while it lasts
-    finally:
-        for h in hogs:
-            h.kill()
-            h.wait()
 
 
 @pytest.mark.slow
@@ -321,11 +336,7 @@ def test_large_regions_stretched_by_busy_cores_leave_the_backoff_alone(threads, 
     x = np.ones(32 * 2**20, np.float32)
     y = np.empty_like(x)
     assert k.ops_threads(x.size) == 2
-    hogs = [
-        subprocess.Popen([sys.executable, "-c", "while True: pass"])
-        for _ in range(os.cpu_count() or 2)
-    ]
-    try:
+    with _busy_cores():
         slowest = 0.0
         deadline = time.monotonic() + 3.0
         while time.monotonic() < deadline:
@@ -337,16 +348,8 @@ def test_large_regions_stretched_by_busy_cores_leave_the_backoff_alone(threads, 
         # times that counts as stalled, so at least one region here was one
         stalled = 0.001 + 4 * (x.size / 32768) * 5e-6 / 2
         assert slowest > stalled, f"no region was stretched (slowest {slowest * 1e3:.1f} ms)"
-        a = np.ones((64, 64), np.float32)
-        deadline = time.monotonic() + 20.0
-        while k.backoff_remaining() == 0.0 and time.monotonic() < deadline:
-            for _ in range(100):
-                ops.matmul(a, a)
+        _small_products_until_backoff()
         assert k.backoff_remaining() > 0.0
-    finally:
-        for h in hogs:
-            h.kill()
-            h.wait()
 
 
 # ---------------------------------------------------------------- determinism of training
