@@ -63,6 +63,16 @@
  *     its slow half, where the dynamic one rebalances); prefetching the second cache line of
  *     each C row in the AVX-512 micro-kernel; prefetching ahead in the AVX-512 transposing pack
  *     (also tried again for the x @ w.T packs above, one and two row groups ahead: no change).
+ *   - Prefetching the C tile late in the micro-kernel's K loop (both lines of every row, 16, 32
+ *     or 64 steps before the end), so that the loads of C after it (3-5% of the micro-kernel's
+ *     samples at 1024^3, where rows 4 KiB apart share L1 sets) hit L1: one thread at 1024^3,
+ *     the four builds alternated, all within 19.9-20.8 ms.
+ *   - More, smaller tiles, so that a thread the host slows hands work to the other: 256^3 in 4
+ *     or 6 row tiles instead of 2 (nothing is packed there) was 0.9 and 1.4 us slower over 285
+ *     alternated runs of 2001 products (median 147.8 us); the five products of a
+ *     1024-2048-2048-10 step with nc = 256 (8 column tiles) took 1.7 ms more (against 41.2 ms)
+ *     on a quiet machine; a process busy 10% of the time on one core slowed them by 3.3 ms
+ *     against 3.8 for the kept tiles: repacking A in every tile costs more than the balance wins.
  */
 #include <stdlib.h>
 #include <string.h>
