@@ -95,6 +95,11 @@ def evaluate(group, seconds: dict, missing: dict, fraction_of_peak, accuracy) ->
     that could not run to the reason ("not installed"). Each check comes back as a dict with
     ``against``, ``minimum``, ``value`` (None when it could not be measured) and ``status``:
     "PASS", "FAIL", or the reason it was not measured.
+
+    A check of a ratio on a row with a fraction of the peak also gets ``at_peak``: the ratio
+    myelin would show running at the measured FMA peak against the same time of the other system
+    (the ratio over the fraction), the most any product doing all the row's multiply-adds could
+    show; ``beyond_peak`` says the target asks for more than that. Otherwise both are None.
     """
     out = []
     for check in CHECKS.get(group, ()):
@@ -111,6 +116,14 @@ def evaluate(group, seconds: dict, missing: dict, fraction_of_peak, accuracy) ->
             status = missing.get(check.against, "n/a")
         if status is None:
             status = "PASS" if value >= check.minimum else "FAIL"
+        at_peak = None
+        if (
+            value is not None
+            and check.against not in ("peak", "accuracy")
+            and fraction_of_peak is not None
+            and 0 < fraction_of_peak <= 1
+        ):
+            at_peak = value / fraction_of_peak
         out.append(
             {
                 "against": check.against,
@@ -118,6 +131,8 @@ def evaluate(group, seconds: dict, missing: dict, fraction_of_peak, accuracy) ->
                 "target": check.describe(),
                 "value": value,
                 "status": status,
+                "at_peak": at_peak,
+                "beyond_peak": None if at_peak is None else at_peak < check.minimum,
             }
         )
     return out

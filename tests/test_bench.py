@@ -201,10 +201,69 @@ def test_every_target_has_its_rows(smoke):
     assert [t["case"] for t in results["targets"]] == [c for c, _ in targets.all_targets()]
     for case, t in summary.items():
         assert t["rows"], case
-        assert t["status"] in ("PASS", "FAIL", "not fully measured"), case
+        assert t["status"] in ("PASS", "FAIL", "FAIL (beyond peak)", "not fully measured"), case
     assert summary["square GEMM 1024-2048"]["rows"] == ["gemm-1024", "gemm-2048"]
     assert summary["square GEMM 64-256"]["rows"] == ["gemm-64", "gemm-128", "gemm-256"]
     assert len(summary["MLP-layer GEMMs, every transpose"]["rows"]) == 3
+
+
+def _gemm_256_row(bench, numpy_seconds: float, fraction: float, peak_gflops: float = 230.0):
+    """A finished row of the 256^3 product, myelin at ``fraction`` of the peak."""
+    flops = 2.0 * 256**3
+    myelin_seconds = flops / (fraction * peak_gflops * 1e9)
+    row = {
+        "key": "gemm-256",
+        "group": "square GEMM 64-256",
+        "dtype": "float32",
+        "unit": "GFLOP/s",
+        "seconds": {"myelin": myelin_seconds, "numpy": numpy_seconds},
+        "missing": {},
+        "diffs": {"myelin": 0.0},
+        "_work": flops,
+        "_flops": flops,
+        "_gemm": True,
+    }
+    return bench.finish_row(row, peak_gflops)
+
+
+def test_a_target_past_the_peak_says_so(monkeypatch):
+    """A miss that even a product at the measured FMA peak would make (the other system's time
+    over the time of all the row's multiply-adds at the peak is under the target) is marked in
+    its check, the row's result and the target's status; a miss within reach stays a plain FAIL,
+    and a ratio without a fraction of the peak gets no bound."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    bench = _load("bench")
+    # NumPy at 187 us, myelin at 97% of a 230 GFLOP/s peak (150.4 us): 1.24x, and 1.28x at most
+    beyond = _gemm_256_row(bench, 187e-6, 0.97)
+    (check,) = beyond["checks"]
+    assert check["status"] == "FAIL" and check["beyond_peak"] is True
+    assert check["value"] == pytest.approx(187e-6 / beyond["seconds"]["myelin"])
+    assert check["at_peak"] == pytest.approx(187e-6 / (2.0 * 256**3 / 230e9))
+    assert check["at_peak"] < 1.3
+    assert beyond["result"] == "FAIL: np 1.24x (the FMA peak allows 1.28x)"
+    # NumPy at 300 us, myelin at half the peak (292 us): 1.03x, 2.06x at the peak
+    within = _gemm_256_row(bench, 300e-6, 0.5)
+    (check,) = within["checks"]
+    assert check["status"] == "FAIL" and check["beyond_peak"] is False
+    assert within["result"] == "FAIL: np 1.03x"
+    passed = _gemm_256_row(bench, 250e-6, 0.95)
+    assert passed["result"] == "PASS: np 1.63x"
+
+    def status(*rows):
+        (t,) = [t for t in bench.target_summary(list(rows)) if t["case"] == "square GEMM 64-256"]
+        return t["status"]
+
+    assert status(beyond, passed) == "FAIL (beyond peak)"
+    assert status(beyond, within) == "FAIL"
+    assert status(passed) == "PASS"
+    # a training step has no fraction of the peak: 1.5x against its 1.6x is a plain miss
+    targets = _load("targets")
+    numpy_check, torch_check = targets.evaluate(
+        "train step 1024-2048-2048-10 b256", {"myelin": 1.0, "numpy": 1.5}, {}, None, None
+    )
+    assert numpy_check["status"] == "FAIL" and numpy_check["value"] == 1.5
+    assert numpy_check["at_peak"] is None and numpy_check["beyond_peak"] is None
+    assert torch_check["value"] is None and torch_check["at_peak"] is None
 
 
 def test_missing_peers_say_not_installed(tmp_path):
