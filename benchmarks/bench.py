@@ -237,7 +237,7 @@ def target_summary(rows: list[dict]) -> list[dict]:
         elif "FAIL" in statuses or any(not r.get("outputs_agree", True) for r in members):
             failed = [c for r in members for c in r.get("checks", []) if c["status"] == "FAIL"]
             agree = all(r.get("outputs_agree", True) for r in members)
-            beyond = agree and failed and all(c.get("beyond_peak") for c in failed)
+            beyond = agree and bool(failed) and all(c.get("beyond_peak") for c in failed)
             status = BEYOND_PEAK if beyond else "FAIL"
         elif statuses and all(s == "PASS" for s in statuses):
             status = "PASS"
