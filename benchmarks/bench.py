@@ -231,12 +231,13 @@ def target_summary(rows: list[dict]) -> list[dict]:
     out = []
     for group, text in targets.all_targets():
         members = [r for r in rows if r.get("group") == group]
-        statuses = [c["status"] for r in members for c in r.get("checks", [])]
+        checks = [c for r in members for c in r.get("checks", [])]
+        statuses = [c["status"] for c in checks]
+        agree = all(r.get("outputs_agree", True) for r in members)
         if not members:
             status = "not run"
-        elif "FAIL" in statuses or any(not r.get("outputs_agree", True) for r in members):
-            failed = [c for r in members for c in r.get("checks", []) if c["status"] == "FAIL"]
-            agree = all(r.get("outputs_agree", True) for r in members)
+        elif "FAIL" in statuses or not agree:
+            failed = [c for c in checks if c["status"] == "FAIL"]
             beyond = agree and bool(failed) and all(c.get("beyond_peak") for c in failed)
             status = BEYOND_PEAK if beyond else "FAIL"
         elif statuses and all(s == "PASS" for s in statuses):
