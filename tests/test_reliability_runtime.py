@@ -47,9 +47,7 @@ def _exact_row(row, label, s):
     exps = [math.exp(-float(d)) if d < 1000 else 0.0 for d in below]
     total = math.fsum(exps)
     sf = Fraction(s)  # the double the kernel gets
-    loss = (
-        Fraction(math.log(total)) + (1 - sf) * below[label] + sf * sum(below) / len(row)
-    )
+    loss = Fraction(math.log(total)) + (1 - sf) * below[label] + sf * sum(below) / len(row)
     grad = [e / total - s / len(row) - ((1 - s) if j == label else 0.0) for j, e in enumerate(exps)]
     return loss, np.array(grad)
 
@@ -97,9 +95,7 @@ def test_reference_label_smoothing_exact_at_the_extremes(rng, dtype):
         z = np.array([row], dtype)
         want, _ = _exact_row([float(v) for v in z[0]], label, s)
         want = _to_float(want, dtype)
-        loss, _ = reference.softmax_cross_entropy(
-            z, [label], reduction="none", label_smoothing=s
-        )
+        loss, _ = reference.softmax_cross_entropy(z, [label], reduction="none", label_smoothing=s)
         got = float(loss[0])
         if math.isinf(want):
             assert got == want
