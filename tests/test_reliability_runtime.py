@@ -2,13 +2,17 @@
 float range, thread counts beyond the machine, lazy random sampling, big-endian data."""
 
 import math
+import os
+import subprocess
+import sys
+import textwrap
 from fractions import Fraction
 
 import numpy as np
 import pytest
 
 import myelin
-from myelin import nn, ops, reference
+from myelin import _config, nn, ops, reference
 
 # ---------------------------------------------------------------- label smoothing at the extremes
 
@@ -111,3 +115,110 @@ def test_cross_entropy_loss_module_label_smoothing_at_the_extremes():
     assert float(loss.item()) == pytest.approx(1e308 / 30, rel=1e-15)
     loss.backward()
     np.testing.assert_allclose(z.grad.numpy(), [[0.5 - 0.9 - 0.1 / 3, 0.5 - 0.1 / 3, -0.1 / 3]])
+
+
+# ---------------------------------------------------------------- thread counts
+
+
+def _run(code, **env_vars):
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MYELIN_NUM_THREADS")
+    }
+    env.update(env_vars)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_set_num_threads_is_capped_per_cpu():
+    """Finding 9: set_num_threads(1000) was taken on 2 cores (1000 OS threads). Now at most 4 per
+    CPU of the machine; more raise ValueError naming the argument, the value and the maximum."""
+    before = myelin.get_num_threads()
+    limit = 4 * (os.cpu_count() or 1)
+    try:
+        for n in (limit + 1, 1000, 2**31 - 1):
+            with pytest.raises(ValueError, match=rf"n must be at most {limit} .*got {n}\b"):
+                myelin.set_num_threads(n)
+        myelin.set_num_threads(limit)
+        if _config.has_openmp():
+            assert myelin.get_num_threads() == limit
+    finally:
+        myelin.set_num_threads(before)
+
+
+def test_thread_count_from_environment_is_capped_per_cpu():
+    limit = 4 * (os.cpu_count() or 1)
+    r = _run("import myelin", MYELIN_NUM_THREADS=str(limit + 1))
+    assert r.returncode != 0
+    assert f"MYELIN_NUM_THREADS='{limit + 1}'" in r.stderr and f"at most {limit}" in r.stderr
+    # OMP_NUM_THREADS belongs to the OpenMP runtime: myelin caps what it takes from it
+    r = _run("import myelin; print(myelin.get_num_threads())", OMP_NUM_THREADS="100000")
+    assert r.returncode == 0, r.stderr
+    assert 1 <= int(r.stdout) <= limit
+
+
+# a relu large enough for every thread, under an address-space limit that leaves no room for
+# another thread's stack: libgomp used to print "Thread creation failed" and end the process
+_TIGHT = """
+    import resource, warnings
+    import numpy as np
+    import myelin
+    from myelin import ops
+
+    x = (np.arange(50_000_000) % 1000 - 500).astype(np.float32)
+    y = np.empty_like(x)
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    def limit_address_space(room=2 << 20):
+        status = open("/proc/self/status").read()
+        vm = int(status.split("VmSize:")[1].split()[0]) * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (vm + room, hard))
+    {body}
+    ops.relu(x, out=y)
+    resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
+    assert np.array_equal(y, np.maximum(x, 0))
+    print("threads", myelin.get_num_threads())
+"""
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or not _config.has_openmp(),
+    reason="RLIMIT_AS and /proc are Linux's; a serial build creates no threads",
+)
+@pytest.mark.parametrize(
+    "body",
+    [
+        # the issue's case: 1000 threads asked for under 3 GiB
+        """
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, hard))
+        try:
+            myelin.set_num_threads(1000)
+        except ValueError:
+            myelin.set_num_threads(myelin._kernels.max_threads())
+        """,
+        # threads asked for under the limit: a warning, and the kernels run on fewer
+        """
+        limit_address_space()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            myelin.set_num_threads(4)
+        assert any("could be started" in str(w.message) for w in caught), caught
+        assert myelin.get_num_threads() < 4
+        """,
+        # threads asked for before the limit: the first parallel region checks again
+        """
+        myelin.set_num_threads(myelin._kernels.max_threads())
+        limit_address_space()
+        """,
+    ],
+    ids=["1000-threads-3GiB", "set-under-limit", "set-before-limit"],
+)
+def test_thread_creation_failure_does_not_end_the_process(body):
+    code = _TIGHT.replace("{body}", textwrap.indent(textwrap.dedent(body), "    ").strip())
+    r = _run(code)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Thread creation failed" not in r.stderr
