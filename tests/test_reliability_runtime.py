@@ -222,3 +222,95 @@ def test_thread_creation_failure_does_not_end_the_process(body):
     r = _run(code)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Thread creation failed" not in r.stderr
+
+
+# ---------------------------------------------------------------- lazy random sampling
+
+_CHUNK = 1 << 16  # myelin.data.dataloader._CHUNK
+
+
+def test_random_sampler_draws_lazily():
+    """Finding 11: RandomSampler(num_samples=10**10) built the whole index array (80 GB, or
+    10**10 / n permutations); PyTorch samples lazily. In a subprocess under a 1 GiB
+    address-space limit: iter(), the first indices and the first DataLoader batch at once."""
+    code = """
+    import resource, time
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    import numpy as np
+    import myelin
+    from myelin.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
+
+    ds = TensorDataset(np.arange(1000.0))
+    for replacement in (True, False):
+        t0 = time.perf_counter()
+        sampler = RandomSampler(ds, replacement, 10**10, myelin.Generator(0))
+        it = iter(sampler)
+        first = [next(it) for _ in range(100_000)]
+        assert len(sampler) == 10**10 and all(0 <= i < 1000 for i in first)
+        (x,) = next(iter(DataLoader(ds, batch_size=64, sampler=sampler)))
+        assert x.shape == (64,)
+        assert len(BatchSampler(sampler, 64, False)) == -(-(10**10) // 64)
+        assert time.perf_counter() - t0 < 20
+    print("ok")
+    """
+    if sys.platform.startswith("linux"):
+        r = _run(code)
+    else:
+        r = _run(code.replace("resource.setrlimit(", "(lambda *a: None)("))
+    assert r.returncode == 0 and "ok" in r.stdout, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("n", [7, 1000, 100_003])
+def test_random_sampler_sequences(n):
+    """Within num_samples <= len (and with replacement up to _CHUNK) the sequence is the one a
+    single draw gives, as before; beyond, it is the same draws made a chunk at a time: seeded
+    runs repeat, permutations chain, every index is in range."""
+    ds = myelin.data.TensorDataset(np.zeros(n))
+    RS = myelin.data.RandomSampler
+
+    def rng(seed):
+        return np.random.default_rng(seed)
+
+    assert list(RS(ds, generator=myelin.Generator(3))) == rng(3).permutation(n).tolist()
+    k = min(n, _CHUNK) // 2 + 1
+    want = rng(4).integers(0, n, size=k, dtype=np.int64).tolist()
+    assert list(RS(ds, True, k, myelin.Generator(4))) == want
+    # beyond: permutations chained as before, drawn as needed
+    k = 2 * _CHUNK + n // 2 + 5
+    r = rng(5)
+    want = np.concatenate([r.permutation(n) for _ in range(-(-k // n))])[:k]
+    got = np.fromiter(RS(ds, False, k, myelin.Generator(5)), np.int64)
+    np.testing.assert_array_equal(got, want)
+    # with replacement: reproducible, in range, about uniform
+    a = np.fromiter(RS(ds, True, k, myelin.Generator(6)), np.int64)
+    b = np.fromiter(RS(ds, True, k, myelin.Generator(6)), np.int64)
+    assert a.shape == (k,) and np.array_equal(a, b) and a.min() >= 0 and a.max() < n
+    if n == 7:
+        counts = np.bincount(a, minlength=n)
+        assert np.all(np.abs(counts - k / n) < 5 * np.sqrt(k / n))
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 1000, _CHUNK, 3 * _CHUNK + 1])
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_batches_across_chunks(batch_size, drop_last):
+    """Batches cut from a lazily drawn epoch join the pieces across chunk boundaries, for
+    myelin's samplers and for a plain iterable read a chunk at a time."""
+    data = myelin.data
+    ds = data.TensorDataset(np.arange(5000.0))
+    k = 3 * _CHUNK + 123
+    flat = np.fromiter(data.RandomSampler(ds, True, k, myelin.Generator(8)), np.int64)
+    for sampler in (data.RandomSampler(ds, True, k, myelin.Generator(8)), flat.tolist()):
+        batches = list(data.BatchSampler(sampler, batch_size, drop_last))
+        sizes = [len(b) for b in batches]
+        stop = k - k % batch_size if drop_last else k
+        assert sum(sizes) == stop and all(s == batch_size for s in sizes[:-1])
+        assert np.concatenate(batches).tolist() == flat[:stop].tolist()
+        assert len(batches) == len(data.BatchSampler(sampler, batch_size, drop_last))
+    loader = data.DataLoader(
+        ds,
+        batch_size=batch_size,
+        drop_last=drop_last,
+        sampler=data.RandomSampler(ds, True, k, myelin.Generator(8)),
+    )
+    got = np.concatenate([x.numpy() for (x,) in loader])
+    np.testing.assert_array_equal(got, flat[:stop].astype(np.float64))
