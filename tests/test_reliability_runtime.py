@@ -314,3 +314,62 @@ def test_batches_across_chunks(batch_size, drop_last):
     )
     got = np.concatenate([x.numpy() for (x,) in loader])
     np.testing.assert_array_equal(got, flat[:stop].astype(np.float64))
+
+
+# ---------------------------------------------------------------- big-endian data
+
+
+class _Samples(myelin.data.Dataset):
+    """A map-style dataset returning rows of big-endian arrays as raw ndarrays."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+
+def test_data_pipeline_over_big_endian_arrays(tmp_path):
+    """Finding 2 (data): a DataLoader over a TensorDataset of big-endian arrays yielded Tensors
+    of big-endian data, which the kernels read as garbage (x @ w gave ~1e-41). Batches are now
+    native and right through a TensorDataset, a memory-mapped big-endian file, samples collated
+    from a custom dataset, and Normalize."""
+    data = myelin.data
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((50, 3)).astype(np.float32)
+    y = rng.integers(0, 4, 50)
+    w = myelin.tensor(rng.standard_normal((3, 2)).astype(np.float32))
+    want = x @ w.numpy()
+    path = tmp_path / "x.npy"
+    np.save(path, x.astype(">f4"))
+    mapped = np.load(path, mmap_mode="r")
+    assert mapped.dtype.str == ">f4"
+    datasets = [
+        data.TensorDataset(x.astype(">f4"), y.astype(">i8")),
+        data.TensorDataset(mapped, y.astype(">i4")),
+        _Samples(x.astype(">f4"), y.astype(">i8")),
+    ]
+    for ds in datasets:
+        seen = 0
+        for xb, yb in data.DataLoader(ds, batch_size=16):
+            for t in (xb, yb):
+                assert t.numpy().dtype.isnative, (ds, t.numpy().dtype)
+            rows = slice(seen, seen + len(xb.numpy()))
+            np.testing.assert_array_equal(xb.numpy(), x[rows])
+            np.testing.assert_array_equal(yb.numpy(), y[rows])
+            np.testing.assert_allclose((xb @ w).numpy(), want[rows], rtol=1e-5, atol=1e-6)
+            seen += len(xb.numpy())
+        assert seen == 50
+    batch = data.default_collate([x[0].astype(">f8"), x[1].astype(">f8")])
+    assert batch.numpy().dtype == np.float64 and batch.numpy().dtype.isnative
+    np.testing.assert_array_equal(batch.numpy(), x[:2].astype(np.float64))
+    # Normalize: statistics and results as for the native array, in native order
+    native = data.Normalize().fit(x)
+    big = data.Normalize().fit(x.astype(">f4"))
+    np.testing.assert_array_equal(big.mean_, native.mean_)
+    out = big.transform(x.astype(">f4"))
+    assert out.dtype == np.float32 and out.dtype.isnative
+    np.testing.assert_array_equal(out, native.transform(x))

@@ -18,7 +18,7 @@ import numpy as np
 
 from myelin import _random
 from myelin._autograd import is_grad_enabled
-from myelin.data.dataset import Subset, TensorDataset, _check_map_style
+from myelin.data.dataset import Subset, TensorDataset, _check_map_style, _native
 from myelin.tensor import Tensor, stack
 
 if TYPE_CHECKING:
@@ -267,13 +267,15 @@ class BatchSampler(Sampler):
 
 
 def _stack_arrays(arrays: list, what: str) -> np.ndarray:
+    """The arrays stacked along a new first axis, in the machine's byte order (samples read
+    from a big-endian file included)."""
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
         raise ValueError(
             f"default_collate: the {what} of a batch have different shapes {sorted(shapes)}; "
             "stack needs equal shapes"
         )
-    return np.stack(arrays)
+    return _native(np.stack(arrays))
 
 
 def default_collate(batch: Sequence[Any]):
