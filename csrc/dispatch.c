@@ -1,8 +1,15 @@
 /* Run-time choice of the instruction-set path, and the thread count.
  * The path is picked once at import from cpuid (through gcc's __builtin_cpu_supports, which also
  * checks that the OS saves the wide registers); MYELIN_CPU, read by the Python side, may force one. */
+#include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#include <unistd.h>
+#define MYELIN_POSIX 1
+#endif
 
 #include "myelin/kernels.h"
 #include "myelin/parallel.h"
@@ -78,9 +85,97 @@ int myelin_openmp_version(void)
 #endif
 }
 
-void myelin_set_num_threads(int n)
+/* ---------------------------------------------------------------- thread counts
+ *
+ * However it is asked for (set_num_threads, OMP_NUM_THREADS, threadpoolctl), a kernel runs on at
+ * most MYELIN_THREADS_PER_CPU threads per CPU of the machine: more only add switching, and each
+ * costs a stack (8 MiB of address space by default).
+ *
+ * libgomp cannot fail gracefully: when it cannot create a thread for a team (no address space
+ * left under RLIMIT_AS, a process limit) it prints "Thread creation failed" and exits the
+ * process, in its dynamic mode too (omp_set_dynamic only sizes teams by the load average). Each
+ * calling thread has its own pool, which libgomp resizes to every team that thread leads: the
+ * threads a smaller team does not need exit, and a larger team creates new ones. So before a
+ * team larger than its pool, right before it, the missing threads are tried here: started
+ * together, then joined, with the default attributes as libgomp's own (unless OMP_STACKSIZE is
+ * set); their stacks go to glibc's cache for libgomp to reuse, or back to the free address space.
+ * When only some start, teams are capped at what did (get_num_threads says so) until the next
+ * myelin_check_threads. Another OpenMP user resizing the same thread's pool goes unseen. */
+#define MYELIN_THREADS_PER_CPU 4
+
+static int max_threads_cached;        /* myelin_max_threads(), 0 until first computed */
+static int threads_ceiling = INT_MAX; /* teams could not be larger when last tried */
+static _Thread_local int pool_team = 1; /* the last team this thread led: libgomp's pool size */
+
+static int machine_cpus(void)
+{
+    long n = 1;
+#if defined(MYELIN_POSIX) && defined(_SC_NPROCESSORS_ONLN)
+    n = sysconf(_SC_NPROCESSORS_ONLN); /* os.cpu_count() */
+#elif defined(_OPENMP)
+    n = omp_get_num_procs();
+#endif
+    const long most = INT_MAX / MYELIN_THREADS_PER_CPU;
+    return n < 1 ? 1 : (n > most ? (int)most : (int)n);
+}
+
+int myelin_max_threads(void)
+{
+    int m = __atomic_load_n(&max_threads_cached, __ATOMIC_RELAXED);
+    if (m == 0) {
+        m = MYELIN_THREADS_PER_CPU * machine_cpus();
+        __atomic_store_n(&max_threads_cached, m, __ATOMIC_RELAXED);
+    }
+    return m;
+}
+
+int myelin_threads_per_cpu(void) { return MYELIN_THREADS_PER_CPU; }
+
+#if defined(_OPENMP) && defined(MYELIN_POSIX)
+static void *probe_thread(void *arg) { return arg; }
+
+/* Starts k threads, all alive together as a team's are, then joins them; returns how many
+ * started. */
+static int probe_threads(int k)
+{
+    if (k <= 0) return 0;
+    pthread_t *ids = (pthread_t *)malloc((size_t)k * sizeof *ids);
+    if (ids == NULL) return 0;
+    int started = 0;
+    while (started < k && pthread_create(&ids[started], NULL, probe_thread, NULL) == 0) started++;
+    for (int i = 0; i < started; i++) pthread_join(ids[i], NULL);
+    free(ids);
+    return started;
+}
+#endif
+
+/* The size, at most nt, of a team this thread can start now (nt > pool_team). A probe proves
+ * nothing for later: the stacks it frees beyond glibc's cache may be gone by then. */
+static int startable_team(int nt)
+{
+#if defined(_OPENMP) && defined(MYELIN_POSIX)
+    const int got = pool_team + probe_threads(nt - pool_team);
+    if (got < nt) {
+        __atomic_store_n(&threads_ceiling, got, __ATOMIC_RELAXED);
+        nt = got;
+    }
+#endif
+    return nt;
+}
+
+int myelin_check_threads(int n)
 {
     if (n < 1) n = 1;
+    __atomic_store_n(&threads_ceiling, INT_MAX, __ATOMIC_RELAXED);
+    return n > pool_team ? startable_team(n) : n;
+}
+
+void myelin_set_num_threads(int n)
+{
+    __atomic_store_n(&max_threads_cached, 0, __ATOMIC_RELAXED); /* recounted: CPUs may change */
+    const int max = myelin_max_threads();
+    if (n < 1) n = 1;
+    if (n > max) n = max;
     user_threads = n;
 #ifdef _OPENMP
     omp_set_num_threads(n);
@@ -93,6 +188,10 @@ int myelin_get_num_threads(void)
     /* omp_get_max_threads() carries OMP_NUM_THREADS and threadpoolctl's limit for this thread. */
     int n = omp_get_max_threads();
     if (user_threads > 0 && user_threads < n) n = user_threads;
+    const int max = myelin_max_threads();
+    const int ceiling = __atomic_load_n(&threads_ceiling, __ATOMIC_RELAXED);
+    if (n > max) n = max;
+    if (n > ceiling) n = ceiling;
     return n < 1 ? 1 : n;
 #else
     return 1;
@@ -182,9 +281,15 @@ int myelin_threads_for(double work, double grain)
     const int64_t t = now_ns();
     if (n < MYELIN_BACKOFF_GRAINS && t < __atomic_load_n(&backoff_until_ns, __ATOMIC_RELAXED))
         return 1;
-    region_t0_ns = t; /* the region the caller is about to run, timed by myelin_region_exit */
+    int nt = n >= max ? max : (int)n;
+    int64_t t0 = t;
+    if (nt > pool_team) {
+        nt = startable_team(nt); /* a team larger than this thread's pool: threads tried first */
+        t0 = now_ns();
+    }
+    region_t0_ns = t0; /* the region the caller is about to run, timed by myelin_region_exit */
     region_grains = n;
-    return n >= max ? max : (int)n;
+    return nt;
 }
 
 int myelin_set_team_cap(int cap)
@@ -196,6 +301,7 @@ int myelin_set_team_cap(int cap)
 
 void myelin_region_exit(int nt)
 {
+    pool_team = nt > 1 ? nt : 1; /* libgomp's pool for this thread now holds the team */
     if (nt <= 1) return; /* a team of one (myelin_threads_for said 1): nothing was timed */
     if (region_grains >= MYELIN_BACKOFF_GRAINS) return; /* large work: not a judge (above) */
     const int64_t t = now_ns();

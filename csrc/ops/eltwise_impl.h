@@ -112,6 +112,24 @@ static inline void ops_dot16_f64(ops_acc *s, const double *x, const double *y)
     }
 }
 
+/* the next 16 elements: lanes += mk - x*k (m*k minus the scaled element; see row_sum_below) */
+static inline void ops_subk16_f32(ops_acc *s, const float *x, double mk, double k)
+{
+    for (int v = 0; v < OPS_NV; v++) {
+        ops_vfh u;
+        memcpy(&u, x + v * OPS_VW, sizeof u);
+        s->v[v] += mk - __builtin_convertvector(u, ops_vd) * k;
+    }
+}
+static inline void ops_subk16_f64(ops_acc *s, const double *x, double mk, double k)
+{
+    for (int v = 0; v < OPS_NV; v++) {
+        ops_vd u;
+        memcpy(&u, x + v * OPS_VW, sizeof u);
+        s->v[v] += mk - u * k;
+    }
+}
+
 /* max of x[0..n), n >= 1 (a NaN may be skipped: it reaches the row's sum of exps anyway) */
 static inline float ops_max_f32(const float *x, int64_t n)
 {

@@ -115,6 +115,20 @@ static double FN(row_sum)(const T *x, int64_t n)
     return ops_acc_total(&s);
 }
 
+/* sum of (m - x[j]) * k in double, given mk = m * k with k a power of two: every term is >= 0
+ * when m is the row max, so nothing cancels (a sum of x[j] then m - mean would lose the small
+ * differences of large equal-ish logits); with k <= 1 / (2 n) no term and no partial sum can
+ * overflow, even where m - x[j] is beyond the double range (see xent_scale) */
+static double FN(row_sum_below)(const T *x, int64_t n, double mk, double k)
+{
+    ops_acc s;
+    ops_acc_zero(&s);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) FN(ops_subk16)(&s, x + i, mk, k);
+    for (int l = 0; i + l < n; l++) ops_acc_add1(&s, l, mk - (double)x[i + l] * k);
+    return ops_acc_total(&s);
+}
+
 /* sum of a[j]*b[j] in double */
 static double FN(row_dot)(const T *a, const T *b, int64_t n)
 {
@@ -168,6 +182,33 @@ static void FN(softmax_backward)(T *dx, const T *dy, const T *y, int64_t rows, i
 
 /* ---------------------------------------------------------------- losses */
 
+/* One row's cross-entropy from its max m and lse, the log-sum-exp of the row minus m:
+ *   loss = lse + (1-s) * (m - z[label]) + s * sum_j (m - z[j]) / cols,
+ * every term >= 0, so nothing cancels. It is added up times k, a power of two: k = 1 first, and
+ * should that overflow (possible for double only: m - z[j] can reach 2 DBL_MAX), again with
+ * k = xent_scale(cols), under which no term or partial sum can overflow. A term of weight 0 is
+ * left out (no 0 * inf from a -inf logit). */
+static double FN(xent_row_loss)(const T *z, int64_t cols, int64_t lab, T m, double lse, double s,
+                                double k)
+{
+    const double mk = (double)m * k;
+    double lk = lse * k;
+    if (s != 1) lk += (1.0 - s) * (mk - (double)z[lab] * k);
+    if (s != 0) lk += s * (FN(row_sum_below)(z, cols, mk, k) / (double)cols);
+    return lk / k;
+}
+
+/* k = 2^-(1 + bits of cols) <= 1 / (2 cols): each (m - z[j]) * k < 2 DBL_MAX k <= DBL_MAX / cols,
+ * so the scaled terms and sums stay finite and the loss overflows only when its exact value
+ * does. Scaling by k is exact but for subnormal products, and a row that needs it has a loss far
+ * above those. */
+static double FN(xent_scale)(int64_t cols)
+{
+    int e;
+    frexp((double)(cols > 0 ? cols : 1), &e); /* cols < 2^e */
+    return ldexp(1.0, -(1 + e));
+}
+
 // logits is (rows, cols), labels (rows,), row_loss (rows,) or NULL, dlogits (rows, cols) or NULL
 static double FN(softmax_xent)(T *row_loss, T *dlogits, const T *logits, const int64_t *labels,
                                int64_t rows, int64_t cols, double smoothing, double grad_scale)
@@ -191,12 +232,10 @@ static double FN(softmax_xent)(T *row_loss, T *dlogits, const T *logits, const i
         }
         T m = FN(ops_max)(z, cols);
         double sum = FN(row_exp_sum)(d, z, cols, m);
-        double lse = log(sum); /* log-sum-exp minus m */
-        double loss = (1.0 - s) * (lse + ((double)m - (double)z[lab]));
-        if (s != 0) {
-            double mean = FN(row_sum)(z, cols) / (double)cols;
-            loss += s * (lse + ((double)m - mean));
-        }
+        double lse = log(sum);
+        double loss = FN(xent_row_loss)(z, cols, lab, m, lse, s, 1.0);
+        if (loss == (double)INFINITY)
+            loss = FN(xent_row_loss)(z, cols, lab, m, lse, s, FN(xent_scale)(cols));
         if (row_loss) row_loss[r] = (T)loss;
         total += loss;
         if (d) {

@@ -75,12 +75,20 @@ double REF(softmax_xent_)(T *row_loss, T *dlogits, const T *logits, const int64_
             total += fill;
             continue;
         }
-        double m = -INFINITY, sum = 0, zsum = 0;
+        /* loss = lse + (1-s) (m - z[lab]) + s mean(m - z), lse = log sum exp(z - m): terms >= 0,
+         * added up times k = 2^-(1 + bits of cols) <= 1 / (2 cols), so that nothing overflows
+         * even where m - z is beyond the double range (exact but for subnormal products) */
+        int e;
+        frexp((double)cols, &e);
+        const double k = ldexp(1.0, -(1 + e));
+        double m = -INFINITY, sum = 0, below = 0;
         for (int64_t j = 0; j < cols; j++) m = (isnan(z[j]) || z[j] > m) ? z[j] : m;
         for (int64_t j = 0; j < cols; j++) sum += exp(z[j] - m);
-        for (int64_t j = 0; j < cols; j++) zsum += z[j];
-        double lse = m + log(sum);
-        double loss = (1 - s) * (lse - z[lab]) + s * (lse - zsum / cols);
+        for (int64_t j = 0; j < cols; j++) below += m * k - z[j] * k;
+        double lk = log(sum) * k;
+        if (s != 1) lk += (1 - s) * (m * k - z[lab] * k);
+        if (s != 0) lk += s * (below / cols);
+        double loss = lk / k;
         if (row_loss) row_loss[r] = (T)loss;
         total += loss;
         if (dlogits)

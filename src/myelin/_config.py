@@ -3,6 +3,12 @@
 Read once at import: ``MYELIN_CPU`` (``baseline``, ``avx2`` or ``avx512``) forces a path, and
 ``MYELIN_NUM_THREADS`` sets the thread count (``OMP_NUM_THREADS`` is honoured by the OpenMP
 runtime itself).
+
+Threads: the kernels run on at most 4 threads per CPU of the machine (``4 * os.cpu_count()``),
+however many are asked for; :func:`set_num_threads` and ``MYELIN_NUM_THREADS`` refuse more with
+an error, a larger ``OMP_NUM_THREADS`` or threadpoolctl limit is capped there. Where threads
+cannot be created (address-space or process limits), the kernels run on as many as could be,
+with a warning from :func:`set_num_threads`, instead of the OpenMP runtime ending the process.
 """
 
 from __future__ import annotations
@@ -112,14 +118,28 @@ def _after_fork_in_child() -> None:
     _kernels.set_num_threads(1)
 
 
+def _check_thread_count(n: int, name: str) -> None:
+    """ValueError naming ``name`` unless ``1 <= n <=`` the most threads the kernels may use."""
+    limit = _kernels.max_threads()
+    if n < 1:
+        raise ValueError(f"{name} must be >= 1, got {n}")
+    if n > limit:
+        raise ValueError(
+            f"{name} must be at most {limit} ({_kernels.threads_per_cpu()} threads per CPU, "
+            f"{os.cpu_count()} CPUs), got {n}"
+        )
+
+
 def set_num_threads(n: int) -> None:
     """Use up to ``n`` threads in the kernels (tiny ops still run on one).
 
-    In a process made by ``fork()`` the kernels stay on one thread (OpenMP is not fork-safe)."""
+    ``n`` may be at most 4 threads per CPU of the machine (``4 * os.cpu_count()``); more raise
+    ValueError. The threads are tried at once: should only some start (an address-space limit,
+    a process limit), the kernels use those and a RuntimeWarning says so. In a process made by
+    ``fork()`` the kernels stay on one thread (OpenMP is not fork-safe)."""
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"n must be an int, got {type(n).__name__}")
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+    _check_thread_count(n, "n")
     if _forked_child and n > 1:
         warnings.warn(
             f"set_num_threads({n}) in a forked child process: myelin stays on 1 thread, "
@@ -130,6 +150,15 @@ def set_num_threads(n: int) -> None:
         )
         n = 1
     _kernels.set_num_threads(n)
+    if has_openmp():
+        started = _kernels.check_threads(n)
+        if started < n:
+            warnings.warn(
+                f"set_num_threads({n}): only {started} threads could be started (thread "
+                f"creation failed: address-space or process limit); myelin uses {started}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
 
 def get_num_threads() -> int:
@@ -181,6 +210,10 @@ def _init_from_environment() -> None:
             n = 0
         if n < 1:
             raise RuntimeError(f"MYELIN_NUM_THREADS={threads!r}: expected a positive integer")
+        try:
+            _check_thread_count(n, "MYELIN_NUM_THREADS")
+        except ValueError as exc:
+            raise RuntimeError(f"MYELIN_NUM_THREADS={threads!r}: {exc}") from None
         _kernels.set_num_threads(n)
 
 

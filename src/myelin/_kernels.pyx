@@ -1034,3 +1034,29 @@ def sumsq_fast(object arrays):
     for i in range(n):
         total += sumsq(<cnp.ndarray>arrays[i])
     return total
+
+
+# ---------------------------------------------------------------- thread limits
+
+cdef extern from "myelin/parallel.h" nogil:
+    int myelin_max_threads()
+    int myelin_threads_per_cpu()
+    int myelin_check_threads(int n)
+
+
+def max_threads():
+    """The most threads a kernel runs on (threads_per_cpu() per CPU of the machine)."""
+    return myelin_max_threads()
+
+
+def threads_per_cpu():
+    return myelin_threads_per_cpu()
+
+
+def check_threads(int n):
+    """How many of n threads could run at once (n unless thread creation fails); kernels use
+    no more until the next call."""
+    cdef int got
+    with nogil:
+        got = myelin_check_threads(n)
+    return got

@@ -170,7 +170,8 @@ def softmax(x, axis=-1):
 
 def log_softmax(x, axis=-1):
     x = _float(x)
-    shifted = x - _max(x, axis)
+    with np.errstate(over="ignore"):  # x - max below the range: -inf, as it should
+        shifted = x - _max(x, axis)
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
@@ -218,15 +219,35 @@ def softmax_cross_entropy(
     safe = np.where(ignored, 0, labels)
     logp = log_softmax(logits, axis=1)
     rows = np.arange(n)
-    nll = -logp[rows, safe] if c else np.zeros(n, logits.dtype)
-    smooth = -np.mean(logp, axis=1) if c else np.zeros(n, logits.dtype)
-    losses = (1 - s) * nll + s * smooth if s else nll  # no 0 * inf from a -inf logit
+    losses = _xent_rows(logits, safe, s) if c else np.zeros(n, logits.dtype)
     losses = np.where(ignored, 0, losses).astype(logits.dtype)
     grad = np.exp(logp) - s / c if c else logp.copy()
     if c:
         grad[rows, safe] -= 1 - s
     grad[ignored] = 0
     return _reduce(losses, grad, reduction, int(n - ignored.sum()))
+
+
+def _xent_rows(z, labels, s):
+    """Row losses of cross-entropy on (N, C) logits z, C >= 1, as
+    lse + (1 - s) * (m - z[label]) + s * mean(m - z), with m the row max and lse the log-sum-exp
+    of z - m: every term >= 0, so nothing cancels. They are added up scaled by the power of two
+    k = 2**-(1 + C.bit_length()) <= 1 / (2 C), so that no term or sum overflows even where m - z
+    is beyond the dtype's range (the scaling is exact but for subnormal products, far below such a
+    row's loss). A term of weight 0 is left out (no 0 * inf from a -inf logit)."""
+    c = z.shape[1]
+    k = z.dtype.type(2.0 ** -(1 + c.bit_length()))
+    m = _max(z, 1)
+    with np.errstate(over="ignore"):  # z - m below the range: exp gives the 0 it should
+        lse = np.log(np.sum(np.exp(z - m), axis=1))
+    mk = m[:, 0] * k
+    lk = lse * k
+    if s != 1:
+        lk = lk + z.dtype.type(1 - s) * (mk - z[np.arange(len(z)), labels] * k)
+    if s != 0:
+        lk = lk + z.dtype.type(s) * (np.sum(mk[:, None] - z * k, axis=1) / z.dtype.type(c))
+    with np.errstate(over="ignore"):  # a loss beyond the range: inf
+        return lk / k
 
 
 def binary_cross_entropy_with_logits(logits, targets, *, reduction="mean"):

@@ -104,5 +104,15 @@ int myelin_gemm_threads(int64_t M, int64_t N, int64_t K, int f64);
 int myelin_chain_threads(double flops);
 /* Threads an elementwise-kind op of `work` cost units would run on now (ops.c's grain). */
 int myelin_ops_threads(double work);
+/* The most threads a kernel runs on, however many are asked for: myelin_threads_per_cpu() (4)
+ * per CPU of the machine (os.cpu_count()); myelin_set_num_threads clamps to it. */
+int myelin_max_threads(void);
+int myelin_threads_per_cpu(void);
+/* Starts n - 1 threads at once and joins them, and returns how many of n threads could run
+ * (n when all started; fewer when thread creation failed: out of address space, a process
+ * limit). Teams are capped at that until the next call; a kernel about to run a team larger
+ * than any tried so far makes the same check first (dispatch.c), so that a failed thread
+ * creation means fewer threads, not libgomp ending the process. */
+int myelin_check_threads(int n);
 
 #endif /* MYELIN_PARALLEL_H */

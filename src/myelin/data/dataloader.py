@@ -9,6 +9,7 @@ sample and the samples are stacked by the collate function.
 from __future__ import annotations
 
 import collections.abc
+import itertools
 import numbers
 import operator
 from typing import TYPE_CHECKING
@@ -17,7 +18,7 @@ import numpy as np
 
 from myelin import _random
 from myelin._autograd import is_grad_enabled
-from myelin.data.dataset import Subset, TensorDataset, _check_map_style
+from myelin.data.dataset import Subset, TensorDataset, _check_map_style, _native
 from myelin.tensor import Tensor, stack
 
 if TYPE_CHECKING:
@@ -60,12 +61,18 @@ def _check_positive_int(value, name: str, owner: str) -> int:
 # ---------------------------------------------------------------- samplers
 
 
+# Indices a sampler hands on at a time: RandomSampler's draws with replacement, and the pieces
+# read from a sampler without _epoch_chunks or _epoch_indices. An epoch of any length then holds
+# at most this many indices (512 KiB) besides one permutation of the data source.
+_CHUNK = 1 << 16
+
+
 class Sampler:
     """The base of samplers: iterating one yields dataset indices (``torch.utils.data.Sampler``).
 
     A subclass implements ``__iter__`` (and ``__len__`` for ``len(loader)``). myelin's own
-    samplers also give a whole epoch as one int64 array (``_epoch_indices``), which the
-    ``DataLoader`` uses instead of iterating index by index.
+    samplers also give an epoch as int64 arrays (``_epoch_chunks``, or ``_epoch_indices`` for
+    one array), which the ``DataLoader`` uses instead of iterating index by index.
 
     See https://pytorch.org/docs/stable/data.html#torch.utils.data.Sampler
     """
@@ -104,7 +111,9 @@ class RandomSampler(Sampler):
         Draw ``num_samples`` indices independently (with repeats) instead of a permutation.
     num_samples : int, optional
         Indices per epoch; ``len(data_source)`` by default. Without replacement, more than
-        ``len(data_source)`` chains fresh permutations.
+        ``len(data_source)`` chains fresh permutations. Indices are drawn as the iteration
+        reaches them, some 65536 at a time, so any ``num_samples`` starts at once in bounded
+        memory.
     generator : myelin.Generator, optional
         The default generator (seeded by ``myelin.manual_seed``) when None. Every epoch draws
         anew from it, so epochs differ and a seeded run repeats exactly.
@@ -133,32 +142,73 @@ class RandomSampler(Sampler):
         """Indices drawn per epoch: ``num_samples`` if given, else ``len(data_source)``."""
         return len(self.data_source) if self._num_samples is None else self._num_samples
 
-    def _epoch_indices(self) -> np.ndarray:
+    def _epoch_chunks(self):
+        """The epoch's indices as an iterator of int64 arrays, drawn as they are needed (as
+        PyTorch's sampler does): with replacement ``_CHUNK`` at a time (in one draw when
+        ``num_samples <= _CHUNK``), without it whole permutations of ``data_source``, about
+        ``_CHUNK`` indices' worth (at least one) at a time. The first array is drawn now, the
+        rest on demand, so an epoch of any ``num_samples`` starts at once and holds one chunk
+        at a time. A seeded generator repeats the sequence exactly."""
         # The rng is looked up every epoch: manual_seed replaces the default generator's state.
         rng = _random.get_rng(self.generator)
         n, k = len(self.data_source), self.num_samples
         if n == 0:
             if self._num_samples is not None:
                 raise ValueError("RandomSampler: cannot draw samples from an empty data_source")
-            return np.zeros(0, np.int64)
+            return iter(())
         if self.replacement:
-            return rng.integers(0, n, size=k, dtype=np.int64)
-        reps = -(-k // n)
-        perms = [rng.permutation(n) for _ in range(reps)]
-        return np.concatenate(perms)[:k].astype(np.int64, copy=False)
+            step = _CHUNK
+
+            def draw(size):
+                return rng.integers(0, n, size=size, dtype=np.int64)
+        else:
+            step = n * max(1, _CHUNK // n)  # whole permutations, about _CHUNK indices
+
+            def draw(size):
+                perms = [rng.permutation(n) for _ in range(-(-size // n))]
+                return np.concatenate(perms)[:size].astype(np.int64, copy=False)
+
+        first = draw(min(step, k))
+
+        def rest():
+            yield first
+            for start in range(step, k, step):
+                yield draw(min(step, k - start))
+
+        return rest()
+
+    def _epoch_indices(self) -> np.ndarray:
+        """The whole epoch as one int64 array (``num_samples`` of them: for small epochs)."""
+        chunks = list(self._epoch_chunks())
+        return np.concatenate(chunks) if chunks else np.zeros(0, np.int64)
 
     def __iter__(self):
-        return iter(self._epoch_indices().tolist())
+        chunks = self._epoch_chunks()
+        return itertools.chain.from_iterable(chunk.tolist() for chunk in chunks)
 
     def __len__(self) -> int:
         return self.num_samples
 
 
-def _sampler_indices(sampler) -> np.ndarray:
-    """One epoch of ``sampler`` as an int64 array."""
+def _sampler_chunks(sampler):
+    """One epoch of ``sampler`` as an iterator of int64 arrays: its own chunks or epoch array
+    where it has them, else its indices read ``_CHUNK`` at a time."""
+    if hasattr(sampler, "_epoch_chunks"):
+        return sampler._epoch_chunks()
     if hasattr(sampler, "_epoch_indices"):
-        return sampler._epoch_indices()
-    return np.fromiter((operator.index(i) for i in sampler), dtype=np.int64)
+        return iter((sampler._epoch_indices(),))
+    it = iter(sampler)
+
+    def pieces():
+        while True:
+            piece = np.fromiter(
+                (operator.index(i) for i in itertools.islice(it, _CHUNK)), dtype=np.int64
+            )
+            if piece.size == 0:
+                return
+            yield piece
+
+    return pieces()
 
 
 class BatchSampler(Sampler):
@@ -182,12 +232,27 @@ class BatchSampler(Sampler):
         self.drop_last = _check_bool(drop_last, "drop_last", "BatchSampler")
 
     def _epoch_batches(self):
-        """The epoch's batches as int64 arrays (views into one array of indices)."""
-        idx = _sampler_indices(self.sampler)
-        n, b = idx.shape[0], self.batch_size
-        stop = n - n % b if self.drop_last else n
-        for start in range(0, stop, b):
-            yield idx[start : start + b]
+        """The epoch's batches as int64 arrays: views into the sampler's chunks, a batch across
+        chunks joined from its pieces."""
+        b = self.batch_size
+        pending, have = [], 0  # the pieces of a batch begun in earlier chunks
+        for chunk in _sampler_chunks(self.sampler):
+            start, n = 0, chunk.shape[0]
+            if have:
+                start = min(b - have, n)
+                pending.append(chunk[:start])
+                have += start
+                if have < b:
+                    continue
+                yield np.concatenate(pending)
+                pending, have = [], 0
+            stop = start + (n - start) // b * b
+            for s in range(start, stop, b):
+                yield chunk[s : s + b]
+            if stop < n:
+                pending, have = [chunk[stop:]], n - stop
+        if have and not self.drop_last:
+            yield np.concatenate(pending)
 
     def __iter__(self):
         for batch in self._epoch_batches():
@@ -202,13 +267,15 @@ class BatchSampler(Sampler):
 
 
 def _stack_arrays(arrays: list, what: str) -> np.ndarray:
+    """The arrays stacked along a new first axis, in the machine's byte order (samples read
+    from a big-endian file included)."""
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
         raise ValueError(
             f"default_collate: the {what} of a batch have different shapes {sorted(shapes)}; "
             "stack needs equal shapes"
         )
-    return np.stack(arrays)
+    return _native(np.stack(arrays))
 
 
 def default_collate(batch: Sequence[Any]):

@@ -42,6 +42,14 @@ class Dataset:
         return ConcatDataset([self, other])
 
 
+def _native(x):
+    """An ndarray in the machine's byte order (a copy when it is not, else ``x`` itself); any
+    other ``x`` as is. The kernels read native numbers only."""
+    if isinstance(x, np.ndarray) and not x.dtype.isnative:
+        return x.astype(x.dtype.newbyteorder("="))
+    return x
+
+
 def _as_index(index):
     """A Tensor index as its ndarray; anything else as is (NumPy indexing rules apply)."""
     return index._data if isinstance(index, Tensor) else index
@@ -54,8 +62,10 @@ class TensorDataset(Dataset):
     Parameters
     ----------
     *tensors : Tensor, ndarray or nested list
-        Stored as myelin Tensors (ndarrays without a copy; lists with myelin's defaults, float32
-        for floats and int64 for ints). All must have the same size ``N`` in dimension 0.
+        Stored as myelin Tensors (ndarrays without a copy, unless their byte order is not the
+        machine's: a big-endian array, read from a file say, is copied into native order once
+        here; lists with myelin's defaults, float32 for floats and int64 for ints). All must
+        have the same size ``N`` in dimension 0.
 
     ``dataset[i]`` is the tuple ``(t[i] for t in tensors)``; ``i`` may be an int, a slice or an
     integer index array (list, ndarray or Tensor), which gives a tuple of batches in one
@@ -70,7 +80,7 @@ class TensorDataset(Dataset):
         stored = []
         for k, t in enumerate(tensors):
             try:
-                t = as_tensor(t)
+                t = as_tensor(_native(t))
             except TypeError as exc:
                 raise TypeError(
                     f"TensorDataset: tensor {k} could not be converted: {exc}"

@@ -97,7 +97,7 @@ class Normalize:
             )
         is_tensor = isinstance(x, Tensor)
         if arr.dtype.kind == "f":
-            dt = arr.dtype
+            dt = arr.dtype.newbyteorder("=")  # a big-endian input gives native numbers
         else:
             dt = np.dtype(np.float32 if is_tensor else np.float64)
         mean, std = self.mean_.astype(dt), self.std_.astype(dt)  # type: ignore[union-attr]
