@@ -193,7 +193,19 @@ def test_save_replaces_only_a_regular_file(tmp_path, kind, via_link):
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write any file")
+def test_save_to_odd_names_fails_as_open_would(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        myelin.save({"v": 1}, "")
+    with pytest.raises(FileNotFoundError, match="missing"):
+        myelin.save({"v": 1}, tmp_path / "missing" / "weights.npz")
+    with pytest.raises(ValueError, match="names a directory"):
+        myelin.save({"v": 1}, str(tmp_path / "new") + os.sep)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root may write any file"
+)
 def test_save_refuses_a_read_only_file_as_open_would(tmp_path):
     path = tmp_path / "frozen.npz"
     myelin.save({"v": 1}, path)
@@ -475,6 +487,46 @@ def test_headers_claiming_more_than_the_member_holds_allocate_nothing(tmp_path, 
     _craft(path, _tree({"array": "w"}), w=member)
     peak = _peak_bytes(lambda: _raises_naming(path, match="claims shape|has no size"))
     assert peak < 2**24
+
+
+def _raw_npy(header: str, version=(1, 0), data=b"\0" * 8) -> bytes:
+    size = struct.pack("<H" if version == (1, 0) else "<I", len(header))
+    return b"\x93NUMPY" + bytes(version) + size + header.encode("latin1") + data
+
+
+@pytest.mark.parametrize(
+    "member",
+    [
+        _raw_npy("{'descr': '<f8', 'fortran_order': False, 'shape': (" + "1, " * 70 + ")}"),
+        _raw_npy("{'descr': '<f8', 'fortran_order': False, 'shape': (1,)}", version=(9, 9)),
+        _raw_npy("{'descr': '<f8', 'fortran_order': False, 'shape': (-1,)}"),
+        _raw_npy("{'descr': '<f8', 'fortran_order': False, 'shape': (True,)}"),
+        _raw_npy("{'descr': '<f8', 'fortran_order': 0, 'shape': (1,)}"),
+        _raw_npy("{'descr': 'not a dtype', 'fortran_order': False, 'shape': (1,)}"),
+        _raw_npy("{'descr': '|O', 'fortran_order': False, 'shape': (1,)}"),
+        _raw_npy("{'descr': ('<f8', (2,)), 'fortran_order': False, 'shape': (1,)}"),
+        _raw_npy("{'descr': '<f8', 'fortran_order': False, 'shape': (1,), 'x': 1}"),
+        _raw_npy("{'descr': '<f8', 'fortran_order': False, 'shape': " + "(" * 300 + ")" * 300),
+        _raw_npy("[1, 2, 3]"),
+        _raw_npy("__import__('os').system('false')"),
+        _raw_npy("{'descr': '<f8', 'fortran_order': False, 'shape': (1,)}")[:-1],
+        _raw_npy(" " * 20000, version=(2, 0)),
+        b"\x93NUMPY\x02\x00\xff\xff\xff\xff",  # a 4 GiB header, claimed
+        b"\x93NUM",
+        b"",
+    ],
+)
+def test_malformed_npy_headers_are_value_errors(tmp_path, member):
+    path = tmp_path / "header.npz"
+    _craft(path, _tree({"array": "w"}), w=member)
+    _raises_naming(path, match="cannot read the array entry 'w'")
+
+
+def test_a_file_object_may_start_inside_a_stream(tmp_path):
+    myelin.save({"w": np.arange(3.0)}, tmp_path / "plain.npz")
+    stream = io.BytesIO(b"prefix" + (tmp_path / "plain.npz").read_bytes())
+    stream.seek(6)
+    assert myelin.load(stream)["w"].tolist() == [0.0, 1.0, 2.0]
 
 
 def _deflated_zeros(path, nbytes: int) -> None:

@@ -8,6 +8,15 @@ the array entries, or a model's architecture. Nothing is ever unpickled, importe
 on load: a model file names its layers, and ``load_model`` builds them only from a registry of
 allowed classes (:func:`register_layer`).
 
+Saving is atomic and has no side effect beyond the file it writes: a temporary file beside it,
+renamed over it; through a symbolic link to the file the link points to; an existing file's
+mode kept, a new file's from the umask; anything but a regular file refused. Loading reads
+only regular files (a FIFO never blocks it), checks a file's whole structure before it
+allocates anything (zip members, .npy headers, sizes, references, the JSON header, and for a
+model the weights' dtypes and the layers' sizes against the stored weights), and raises
+ValueError naming the file and what is wrong for anything corrupted, truncated, foreign or
+oversized.
+
 Mirrors ``torch.save``/``torch.load`` (https://pytorch.org/docs/stable/generated/torch.save.html)
 for state dicts and ``keras.models.load_model``
 (https://keras.io/api/models/model_saving_apis/model_saving_and_loading/) for models.
@@ -275,10 +284,16 @@ def _save_target(path) -> tuple[str, os.stat_result | None]:
     itself, or the file a symbolic link there leads to; and that file's stat (None if it does
     not exist yet). Refuses anything but a regular file (a FIFO, a device, a directory)."""
     given = os.fsdecode(os.fspath(path))
+    if not given:
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", given)
+    if given.endswith(("/", os.sep)):  # realpath would drop the separator
+        raise ValueError(f"myelin.save: {given!r} names a directory, not a regular file")
     target = os.path.realpath(given)  # through symbolic links, a dangling one included
     try:
         st = os.stat(target)
     except FileNotFoundError:
+        if not os.path.isdir(os.path.dirname(target)):
+            raise FileNotFoundError(errno.ENOENT, "No such directory", given) from None
         return target, None
     if not stat.S_ISREG(st.st_mode):
         raise ValueError(
@@ -510,7 +525,7 @@ class _Archive:
         f = self._file
         try:
             start = f.tell()
-            size = f.seek(0, os.SEEK_END) - start
+            size = f.seek(0, os.SEEK_END)  # zipfile's offsets count from the file's start
             f.seek(start)
             magic = f.read(len(_NPY_MAGIC))
             f.seek(start)
@@ -671,9 +686,9 @@ class _Archive:
                         if not n:
                             raise EOFError("the member's data ends early")
                         done += n
+            out = out.reshape(npy.shape[::-1]).T if npy.fortran else out.reshape(npy.shape)
         except _CORRUPT as exc:
             raise self._error(name, str(exc)) from exc
-        out = out.reshape(npy.shape[::-1]).T if npy.fortran else out.reshape(npy.shape)
         if not out.dtype.isnative:  # big-endian data on a little-endian machine, or back
             if out.dtype.fields is None:
                 out = out.byteswap(inplace=True).view(out.dtype.newbyteorder())
@@ -771,8 +786,8 @@ def load(path: FileLike):
     compressed beyond what myelin accepts, encrypted or holding Python objects, a JSON header
     that is malformed or nests too deeply. The whole structure (zip members, .npy headers,
     sizes, references) is checked before any array is allocated, so no file makes ``load``
-    allocate more than it holds. Nothing is unpickled: only ``zipfile`` and a .npy header
-    parser of myelin's own touch the file.
+    allocate arrays larger than what it holds. Nothing is unpickled: only ``zipfile`` and a
+    .npy header parser of myelin's own touch the file.
     """
     with _Archive(path) as archive:
         header = archive.header()
