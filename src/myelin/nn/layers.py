@@ -82,7 +82,7 @@ class Linear(Module):
     activation : None, "relu", "leaky_relu", "sigmoid" or "tanh"
         Applied inside the GEMM's epilogue (myelin's addition; PyTorch has none).
     negative_slope : float
-        The slope of "leaky_relu".
+        The slope of "leaky_relu": a finite number >= 0.
     dtype : float32 (default) or float64
 
     Notes
