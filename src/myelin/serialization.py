@@ -8,6 +8,15 @@ the array entries, or a model's architecture. Nothing is ever unpickled, importe
 on load: a model file names its layers, and ``load_model`` builds them only from a registry of
 allowed classes (:func:`register_layer`).
 
+Saving is atomic and has no side effect beyond the file it writes: a temporary file beside it,
+renamed over it; through a symbolic link to the file the link points to; an existing file's
+mode kept, a new file's from the umask; anything but a regular file refused. Loading reads
+only regular files (a FIFO never blocks it), checks a file's whole structure before it
+allocates anything (zip members, .npy headers, sizes, references, the JSON header, and for a
+model the weights' dtypes and the layers' sizes against the stored weights), and raises
+ValueError naming the file and what is wrong for anything corrupted, truncated, foreign or
+oversized.
+
 Mirrors ``torch.save``/``torch.load`` (https://pytorch.org/docs/stable/generated/torch.save.html)
 for state dicts and ``keras.models.load_model``
 (https://keras.io/api/models/model_saving_apis/model_saving_and_loading/) for models.
@@ -15,14 +24,19 @@ for state dicts and ``keras.models.load_model``
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import errno
 import json
 import math
 import numbers
 import os
-import tempfile
+import secrets
+import stat
+import struct
 import warnings
 import zipfile
+import zlib
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
@@ -43,6 +57,10 @@ _HEADER = "__myelin__"
 _VERSION = 1
 _FORMAT_OBJECT = "myelin.save"
 _FORMAT_MODEL = "myelin.Sequential"
+# save refuses structures nesting more than _MAX_DEPTH containers (dicts, lists, tuples); in
+# JSON a dict takes three levels ({"dict": [[key, value]]}), and load refuses deeper headers.
+_MAX_DEPTH = 100
+_MAX_JSON_DEPTH = 3 * _MAX_DEPTH + 2
 
 # ---------------------------------------------------------------- the layer registry
 
@@ -115,6 +133,7 @@ def _key_path(path) -> str:
 
 
 def _entry_name(wanted: str, used: set) -> str:
+    wanted = wanted.replace("\x00", "?")  # zip member names end at a NUL
     name = wanted if wanted and wanted != _HEADER else "array"
     base, n = name, 1
     while name in used:
@@ -153,6 +172,11 @@ def _encode(obj, path, arrays: list, used: set, active: set):
     if isinstance(obj, (dict, list, tuple)):
         if id(obj) in active:
             raise ValueError(f"myelin.save: {_key_path(path)} contains itself")
+        if len(path) >= _MAX_DEPTH:
+            raise ValueError(
+                f"myelin.save: {_key_path(path[:4])}... nests more than {_MAX_DEPTH} "
+                f"containers deep; myelin files hold at most that"
+            )
         active.add(id(obj))
         try:
             if isinstance(obj, dict):
@@ -178,9 +202,33 @@ def _encode(obj, path, arrays: list, used: set, active: set):
     )
 
 
+def _json_depth(doc, limit: int) -> int:
+    """How deep ``doc``'s dicts and lists nest (scalars add nothing), counted without recursion;
+    stops early, returning a depth over ``limit``, once ``limit`` is passed."""
+    deepest, stack = 0, [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return depth
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def _write(path, header: dict, arrays: list) -> None:
     """One .npz at exactly ``path`` (or into an open binary file): the JSON header, then the
     arrays, uncompressed, as ``np.savez`` lays them out."""
+    if _json_depth(header, _MAX_JSON_DEPTH) > _MAX_JSON_DEPTH:
+        raise ValueError(
+            f"myelin.save: the structure nests more than {_MAX_JSON_DEPTH} levels deep in "
+            f"JSON; load refuses files that deep"
+        )
     text = json.dumps(header, allow_nan=False, separators=(",", ":"))
     entries = [(_HEADER, np.frombuffer(text.encode("utf-8"), dtype=np.uint8)), *arrays]
 
@@ -193,15 +241,17 @@ def _write(path, header: dict, arrays: list) -> None:
     if hasattr(path, "write"):
         write(path)
         return
+    target, st = _save_target(path)
+    folder, name = os.path.split(target)
     # atomically: a temporary file beside the target, flushed to disk, then renamed over it, so
     # that a process killed mid-save leaves the old file whole (and at worst a stray temporary)
-    target = os.fspath(path)
-    folder, name = os.path.split(os.path.abspath(target))
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+    fd, tmp = _create_temporary(folder, name, private=st is not None)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
+            if st is not None:
+                _copy_owner_and_mode(f.fileno(), tmp, st)
             os.fsync(f.fileno())
         os.replace(tmp, target)
     except BaseException:
@@ -216,6 +266,72 @@ def _write(path, header: dict, arrays: list) -> None:
             os.close(dir_fd)
 
 
+def _file_kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def _save_target(path) -> tuple[str, os.stat_result | None]:
+    """The file a save to ``path`` replaces, as ``open(path, "w")`` would write it: ``path``
+    itself, or the file a symbolic link there leads to; and that file's stat (None if it does
+    not exist yet). Refuses anything but a regular file (a FIFO, a device, a directory)."""
+    given = os.fsdecode(os.fspath(path))
+    if not given:
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", given)
+    if given.endswith(("/", os.sep)):  # realpath would drop the separator
+        raise ValueError(f"myelin.save: {given!r} names a directory, not a regular file")
+    target = os.path.realpath(given)  # through symbolic links, a dangling one included
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        if not os.path.isdir(os.path.dirname(target)):
+            raise FileNotFoundError(errno.ENOENT, "No such directory", given) from None
+        return target, None
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(
+            f"myelin.save: {given!r} is {_file_kind(st.st_mode)}, not a regular file; "
+            f"myelin.save writes only regular files and will not replace it"
+        )
+    if not os.access(target, os.W_OK):  # as open(path, "w") would refuse it
+        raise PermissionError(errno.EACCES, "Permission denied (the file is read-only)", given)
+    return target, st
+
+
+def _create_temporary(folder: str, name: str, private: bool) -> tuple[int, str]:
+    """A new empty file ``.<name>.<random>.tmp`` in ``folder``: (descriptor, path). Private
+    (0600) when it will take an existing file's mode; otherwise created with mode 0666 less
+    the umask by the system itself, as ``open`` creates a new file."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = os.path.join(folder, f".{name[:200]}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o600 if private else 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "No usable temporary file name", folder)
+
+
+def _copy_owner_and_mode(fd: int, tmp: str, st: os.stat_result) -> None:
+    """Give the temporary file the owner (where allowed) and mode of the file it replaces."""
+    own = os.fstat(fd)
+    if (own.st_uid, own.st_gid) != (st.st_uid, st.st_gid) and hasattr(os, "fchown"):
+        with contextlib.suppress(OSError):  # only root may give a file away
+            os.fchown(fd, st.st_uid, st.st_gid)
+    mode = stat.S_IMODE(st.st_mode)
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, mode)
+    else:
+        os.chmod(tmp, mode)
+
+
 def save(obj: Any, path: FileLike) -> None:
     """Write ``obj`` to ``path`` as one ``.npz`` (``torch.save`` without pickle).
 
@@ -224,7 +340,7 @@ def save(obj: Any, path: FileLike) -> None:
     obj : state dict, optimizer state dict, or any nesting of dict/list/tuple
         Leaves may be ndarrays, myelin Tensors (their data is stored), Python or NumPy numbers
         (nan and inf included), str, bool and None. Dict keys are str or int (an optimizer
-        state dict's parameter indices come back as ints).
+        state dict's parameter indices come back as ints). At most 100 containers deep.
     path : str, os.PathLike or binary file
         Written exactly there: no ``.npz`` suffix is added.
 
@@ -233,7 +349,17 @@ def save(obj: Any, path: FileLike) -> None:
     ``np.load(path, allow_pickle=False)`` reads the result: each array is an entry named by its
     key path (``"0.weight"`` for a state dict, ``"state/0/exp_avg"`` deeper down), and the
     ``"__myelin__"`` entry holds the structure as JSON in a uint8 array. Raises TypeError naming
-    the key path of anything else (objects, object arrays, other key types).
+    the key path of anything else (objects, object arrays, other key types), ValueError for a
+    structure that contains itself or nests too deeply.
+
+    The save is atomic: the file is written beside the target under a temporary name, flushed
+    to disk and renamed over the target, so a crash leaves either the old file or the new one.
+    It writes where ``open(path, "w")`` would: through a symbolic link to the file it points
+    to (the link stays a link); an existing file keeps its mode (and owner, where the system
+    allows) and a new one gets the umask's mode. It replaces only a regular file: a directory,
+    FIFO, device or socket at ``path`` raises ValueError naming it, and a read-only file
+    PermissionError. A file with several hard links is replaced under this name only (the
+    other names keep the old contents), as with any atomic save.
     """
     arrays: list = []
     tree = _encode(obj, (), arrays, set(), set())
@@ -242,83 +368,364 @@ def save(obj: Any, path: FileLike) -> None:
 
 # ---------------------------------------------------------------- reading
 
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a local file header; an empty archive
+# What a corrupt, truncated or foreign member can raise from zipfile, zlib, struct, ast or
+# numpy's dtype parser; each becomes a ValueError naming the file.
+_CORRUPT = (
+    zipfile.BadZipFile,
+    zlib.error,
+    struct.error,
+    EOFError,
+    OSError,
+    ValueError,
+    TypeError,
+    SyntaxError,
+    OverflowError,
+    NotImplementedError,
+    RuntimeError,  # RecursionError, and zipfile's "is encrypted"
+    KeyError,
+    IndexError,
+)
+_MAX_NPY_HEADER = 10_000  # numpy's own limit on a .npy header's length
+# Compressed members may inflate to at most this many times their compressed size (+ the
+# allowance below): myelin writes uncompressed files, real weights compress ~1.1:1, and a
+# member that inflates beyond that is a zip bomb or lies about its size.
+_INFLATE_RATIO = 100
+_INFLATE_ALLOWANCE = 64 * 2**20
+_CHUNK = 16 * 2**20  # array data is read in pieces of this many bytes
+_WEIGHT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
 
 def _describe(path) -> str:
-    return repr(os.fspath(path)) if isinstance(path, (str, os.PathLike)) else "the file"
+    return repr(os.fspath(path)) if isinstance(path, (str, bytes, os.PathLike)) else "the file"
 
 
-def _read(path):
-    """(header dict, NpzFile) of a myelin file; the caller closes the NpzFile."""
-    if isinstance(path, (str, os.PathLike)) and not os.path.exists(path):
-        raise FileNotFoundError(f"No such file: {os.fspath(path)!r}")
-    where = _describe(path)
+def _open_regular(path):
+    """``path`` opened for binary reading, refusing anything but a regular file before it
+    could block or read a device (a FIFO with no writer would block ``open`` forever)."""
+    name = os.fspath(path)
     try:
-        z = np.load(path, allow_pickle=False)
-    except (ValueError, EOFError, zipfile.BadZipFile) as exc:
+        st = os.stat(name)
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, "No such file", name) from None
+    _check_regular(st, name)
+    # non-blocking, in case a FIFO took the file's place since the stat: open would block
+    fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        _check_regular(os.fstat(fd), name)
+        if hasattr(os, "O_NONBLOCK"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _check_regular(st: os.stat_result, name) -> None:
+    if not stat.S_ISREG(st.st_mode):
         raise ValueError(
-            f"{where} is not a myelin file (myelin.save / model.save write .npz archives; "
-            f"this is not one: {exc})"
-        ) from None
-    if not isinstance(z, np.lib.npyio.NpzFile):
-        raise ValueError(
-            f"{where} is a single NumPy array (.npy), not a myelin file; read it with np.load"
+            f"{name!r} is {_file_kind(st.st_mode)}, not a myelin file; myelin reads only "
+            f"regular files"
         )
-    try:
-        if _HEADER not in z.files:
+
+
+class _Npy:
+    """What a member's .npy header says: shape, Fortran order, dtype, and where its data
+    starts in the member."""
+
+    __slots__ = ("dtype", "fortran", "nbytes", "offset", "shape")
+
+    def __init__(self, shape: tuple, fortran: bool, dtype: np.dtype, offset: int) -> None:
+        self.shape, self.fortran, self.dtype, self.offset = shape, fortran, dtype, offset
+        self.nbytes = math.prod(shape) * dtype.itemsize
+
+
+def _parse_npy_header(fp) -> _Npy:
+    """Read and check a .npy header (versions 1.0 to 3.0) from ``fp``, without numpy's
+    private reader; raises ValueError saying what is wrong."""
+    magic = fp.read(8)
+    if len(magic) < 8 or magic[:6] != _NPY_MAGIC:
+        raise ValueError("it is not a .npy array (no .npy magic string)")
+    version = (magic[6], magic[7])
+    if version == (1, 0):
+        size_format, encoding = "<H", "latin1"
+    elif version in ((2, 0), (3, 0)):
+        size_format, encoding = "<I", "latin1" if version == (2, 0) else "utf8"
+    else:
+        raise ValueError(f"its .npy format version {version[0]}.{version[1]} is unknown")
+    raw_size = fp.read(struct.calcsize(size_format))
+    if len(raw_size) != struct.calcsize(size_format):
+        raise ValueError("its .npy header is truncated")
+    (size,) = struct.unpack(size_format, raw_size)
+    if size > _MAX_NPY_HEADER:
+        raise ValueError(f"its .npy header claims {size} bytes (at most {_MAX_NPY_HEADER})")
+    text = fp.read(size)
+    if len(text) != size:
+        raise ValueError("its .npy header is truncated")
+    header = ast.literal_eval(text.decode(encoding))
+    if not isinstance(header, dict) or set(header) != {"descr", "fortran_order", "shape"}:
+        raise ValueError(f"its .npy header is not a valid header: {str(header)[:200]}")
+    shape, fortran = header["shape"], header["fortran_order"]
+    if not (isinstance(shape, tuple) and all(type(n) is int and n >= 0 for n in shape)):
+        raise ValueError(f"its .npy header has an invalid shape {str(shape)[:200]}")
+    if not isinstance(fortran, bool):
+        raise ValueError(f"its .npy header has an invalid fortran_order {fortran!r}")
+    dtype = np.lib.format.descr_to_dtype(header["descr"])
+    if dtype.hasobject:
+        raise ValueError(
+            f"its dtype {dtype} holds Python objects, which only pickle can read; myelin "
+            f"never unpickles"
+        )
+    if dtype.subdtype is not None:
+        raise ValueError(f"its dtype {dtype} is a sub-array dtype, which .npy files never hold")
+    if dtype.itemsize == 0 and dtype.fields is None:  # numpy would make it 1 byte wide
+        raise ValueError(f"its dtype {dtype} has no size, which .npy files never hold")
+    return _Npy(shape, fortran, dtype, len(magic) + len(raw_size) + size)
+
+
+class _Archive:
+    """A myelin file opened for reading. Opening checks the zip structure (every member a
+    stored or deflated, unencrypted ``.npy`` inside the file, sizes that add up); ``header``,
+    ``check`` and ``read`` then read the JSON header, check a member's .npy header and read an
+    array. Every failure is a ValueError naming the file, raised from the underlying error."""
+
+    def __init__(self, path) -> None:
+        self.where = _describe(path)
+        self._opened = isinstance(path, (str, bytes, os.PathLike))
+        self._file = _open_regular(path) if self._opened else path
+        self._zip = None
+        try:
+            self._members = self._index()
+        except BaseException:
+            self.close()
+            raise
+        self._npy: dict[str, _Npy] = {}
+        self._claimed: set[str] = set()
+
+    def __enter__(self) -> _Archive:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._zip is not None:
+            self._zip.close()
+        if self._opened:
+            self._file.close()
+
+    def _not_myelin(self, why: str) -> ValueError:
+        return ValueError(
+            f"{self.where} is not a myelin file (myelin.save / model.save write .npz archives; "
+            f"this is not one: {why})"
+        )
+
+    def _index(self) -> dict[str, zipfile.ZipInfo]:
+        f = self._file
+        try:
+            start = f.tell()
+            size = f.seek(0, os.SEEK_END)  # zipfile's offsets count from the file's start
+            f.seek(start)
+            magic = f.read(len(_NPY_MAGIC))
+            f.seek(start)
+        except _CORRUPT as exc:
+            raise ValueError(f"{self.where} cannot be read as a file: {exc}") from exc
+        if magic == _NPY_MAGIC:
             raise ValueError(
-                f"{where} is a NumPy .npz archive that myelin did not write (it has no "
+                f"{self.where} is a single NumPy array (.npy), not a myelin file; read it with "
+                f"np.load"
+            )
+        if not magic.startswith(_ZIP_MAGICS):
+            raise self._not_myelin("it does not start as a zip archive")
+        try:
+            self._zip = zipfile.ZipFile(f)
+            infos = self._zip.infolist()
+        except _CORRUPT as exc:
+            raise self._not_myelin(f"a broken zip archive: {exc}") from exc
+        members: dict[str, zipfile.ZipInfo] = {}
+        inflated = deflated = 0
+        for info in infos:
+            name = info.filename
+            what = f"{self.where}: corrupt file, the member {name!r}"
+            if not name.endswith(".npy"):
+                raise ValueError(f"{what} is not a .npy array (myelin files hold only those)")
+            if name[:-4] in members:
+                raise ValueError(f"{what} appears twice")
+            if info.flag_bits & 0x1:
+                raise ValueError(f"{what} is encrypted")
+            if info.compress_type == zipfile.ZIP_DEFLATED:
+                inflated += info.file_size
+                deflated += info.compress_size
+            elif info.compress_type != zipfile.ZIP_STORED:
+                raise ValueError(
+                    f"{what} is compressed with zip method {info.compress_type}; myelin reads "
+                    f"stored and deflated members only"
+                )
+            elif info.file_size != info.compress_size:
+                raise ValueError(
+                    f"{what} is stored uncompressed but claims {info.file_size} bytes in "
+                    f"{info.compress_size}"
+                )
+            if info.header_offset + info.compress_size > size:
+                raise ValueError(
+                    f"{what} claims {info.compress_size} bytes at offset {info.header_offset}, "
+                    f"past the end of the {size}-byte file (truncated?)"
+                )
+            members[name[:-4]] = info
+        if inflated > _INFLATE_ALLOWANCE + _INFLATE_RATIO * deflated:
+            raise ValueError(
+                f"{self.where}: its compressed members claim to inflate from {deflated} to "
+                f"{inflated} bytes, more than myelin accepts ({_INFLATE_RATIO} times the "
+                f"compressed size + {_INFLATE_ALLOWANCE >> 20} MiB): a zip bomb or corrupt "
+                f"sizes (myelin writes uncompressed files)"
+            )
+        return members
+
+    def header(self) -> dict:
+        """The JSON header, parsed and depth-checked, with a known format and version."""
+        if _HEADER not in self._members:
+            raise ValueError(
+                f"{self.where} is a NumPy .npz archive that myelin did not write (it has no "
                 f"{_HEADER!r} entry); read it with np.load, e.g. dict(np.load(path)) for a "
                 f"state dict of arrays"
             )
-        raw = z[_HEADER]
-        if raw.dtype != np.uint8 or raw.ndim != 1:
-            raise ValueError(f"{where}: the {_HEADER!r} entry is not a uint8 vector")
+        npy = self.check(_HEADER)
+        if npy.dtype != np.uint8 or len(npy.shape) != 1:
+            raise ValueError(f"{self.where}: the {_HEADER!r} entry is not a uint8 vector")
+        raw = self.read(_HEADER)
         try:
-            header = json.loads(raw.tobytes().decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{where}: the {_HEADER!r} entry is not valid JSON ({exc})") from None
+            header = json.loads(
+                raw.tobytes().decode("utf-8"),
+                parse_float=_finite_float,
+                parse_constant=_no_constant,
+            )
+        except RecursionError as exc:
+            raise ValueError(
+                f"{self.where}: the {_HEADER!r} entry nests too deeply to read"
+            ) from exc
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, numbers out of range
+            raise ValueError(
+                f"{self.where}: the {_HEADER!r} entry is not valid JSON ({exc})"
+            ) from exc
+        if _json_depth(header, _MAX_JSON_DEPTH) > _MAX_JSON_DEPTH:
+            raise ValueError(
+                f"{self.where}: the {_HEADER!r} entry nests more than {_MAX_JSON_DEPTH} "
+                f"levels deep (myelin.save writes at most that)"
+            )
         if not isinstance(header, dict) or header.get("format") not in (
             _FORMAT_OBJECT,
             _FORMAT_MODEL,
         ):
-            raise ValueError(f"{where}: unknown myelin file format {_get(header, 'format')!r}")
+            raise ValueError(
+                f"{self.where}: unknown myelin file format {str(_get(header, 'format'))[:80]}"
+            )
         version = header.get("version")
         if not isinstance(version, int) or isinstance(version, bool) or version > _VERSION:
             raise ValueError(
-                f"{where}: file version {version!r} is not supported (this myelin reads "
-                f"versions up to {_VERSION}; a newer myelin wrote it?)"
+                f"{self.where}: file version {str(version)[:80]} is not supported (this "
+                f"myelin reads versions up to {_VERSION}; a newer myelin wrote it?)"
             )
-    except BaseException:
-        z.close()
-        raise
-    return header, z
+        return header
+
+    def _error(self, name, why: str) -> ValueError:
+        return ValueError(f"{self.where}: cannot read the array entry {name!r}: {why}")
+
+    def check(self, name) -> _Npy:
+        """The checked .npy header of the member ``name`` (read once): its data size must be
+        what the member holds. Reads no array data."""
+        npy = self._npy.get(name) if isinstance(name, str) else None
+        if npy is not None:
+            return npy
+        info = self._members.get(name) if isinstance(name, str) else None
+        if info is None:
+            raise ValueError(f"{self.where}: corrupt file, the array entry {name!r} does not exist")
+        try:
+            with self._zip.open(info) as fp:
+                npy = _parse_npy_header(fp)
+        except _CORRUPT as exc:
+            raise self._error(name, str(exc)) from exc
+        if npy.offset + npy.nbytes != info.file_size:
+            raise self._error(
+                name,
+                f"its .npy header claims shape {npy.shape} of {npy.dtype} ({npy.nbytes} bytes) "
+                f"but the member holds {info.file_size - npy.offset} bytes of data",
+            )
+        self._npy[name] = npy
+        return npy
+
+    def claim(self, name) -> _Npy:
+        """``check(name)`` for an array the structure refers to: each array entry may be
+        referred to once (myelin.save writes one entry per array)."""
+        if name == _HEADER:
+            raise ValueError(f"{self.where}: corrupt file, the array entry {name!r} does not exist")
+        npy = self.check(name)
+        if name in self._claimed:
+            raise ValueError(
+                f"{self.where}: corrupt file, the array entry {name!r} is referred to more "
+                f"than once"
+            )
+        self._claimed.add(name)
+        return npy
+
+    def read(self, name) -> np.ndarray:
+        """The array of the member ``name`` (checked first), in native byte order."""
+        npy = self.check(name)
+        count = math.prod(npy.shape)
+        try:
+            out = np.empty(count, npy.dtype)
+            if out.nbytes != npy.nbytes:
+                raise ValueError(f"its dtype {npy.dtype} does not have a fixed size")
+            with self._zip.open(self._members[name]) as fp:
+                fp.read(npy.offset)
+                if npy.nbytes:
+                    view = memoryview(out.view(np.uint8))
+                    done = 0
+                    while done < npy.nbytes:
+                        n = fp.readinto(view[done : done + _CHUNK])
+                        if not n:
+                            raise EOFError("the member's data ends early")
+                        done += n
+            out = out.reshape(npy.shape[::-1]).T if npy.fortran else out.reshape(npy.shape)
+        except _CORRUPT as exc:
+            raise self._error(name, str(exc)) from exc
+        if not out.dtype.isnative:  # big-endian data on a little-endian machine, or back
+            if out.dtype.fields is None:
+                out = out.byteswap(inplace=True).view(out.dtype.newbyteorder())
+            else:
+                out = out.astype(out.dtype.newbyteorder("="))
+        return out
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is out of the range of a float")
+    return value
+
+
+def _no_constant(text: str):
+    raise ValueError(f"{text} is not a JSON number (myelin writes non-finite floats as tags)")
 
 
 def _get(header, key):
     return header.get(key) if isinstance(header, dict) else None
 
 
-def _array(z, name, where: str) -> np.ndarray:
-    if not isinstance(name, str) or name == _HEADER or name not in z.files:
-        raise ValueError(f"{where}: corrupt file, the array entry {name!r} does not exist")
-    try:
-        return z[name]
-    except ValueError as exc:
-        raise ValueError(f"{where}: cannot read the array entry {name!r}: {exc}") from None
-
-
 _FLOATS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
-def _decode(node, z, where: str):
+def _decode(node, array, where: str):
+    """The structure a tree node stands for, each ``{"array": name}`` given by ``array(name)``
+    (the header's depth is checked, so the recursion is bounded)."""
     if node is None or isinstance(node, (bool, int, float, str)):
         return node
     if isinstance(node, list):
-        return [_decode(v, z, where) for v in node]
+        return [_decode(v, array, where) for v in node]
     if isinstance(node, dict) and len(node) == 1:
         ((tag, value),) = node.items()
         if tag == "array":
-            return _array(z, value, where)
+            return array(value)
         if tag == "dict" and isinstance(value, list):
             out = {}
             for item in value:
@@ -327,26 +734,40 @@ def _decode(node, z, where: str):
                 k, v = item
                 if isinstance(k, bool) or not isinstance(k, (str, int)):
                     break
-                out[k] = _decode(v, z, where)
+                out[k] = _decode(v, array, where)
             else:
                 return out
         if tag == "tuple" and isinstance(value, list):
-            return tuple(_decode(v, z, where) for v in value)
+            return tuple(_decode(v, array, where) for v in value)
         if tag == "float" and value in _FLOATS:
             return _FLOATS[value]
     raise ValueError(f"{where}: corrupt file, unexpected node {str(node)[:80]}")
 
 
-def _weights(header, z, where: str) -> OrderedDict:
+def _weight_entries(header, archive: _Archive) -> list:
+    """A model file's ``[key, entry]`` weight list, checked: unique keys, existing entries of
+    float32/float64 arrays, each referred to once. Reads no array data."""
+    where = archive.where
     weights = header.get("weights")
     if not isinstance(weights, list):
         raise ValueError(f"{where}: corrupt model file, no weights list")
-    out = OrderedDict()
+    keys = set()
     for item in weights:
-        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
-            raise ValueError(f"{where}: corrupt model file, bad weights entry {item!r}")
-        out[item[0]] = _array(z, item[1], where)
-    return out
+        if not (
+            isinstance(item, list)
+            and len(item) == 2
+            and isinstance(item[0], str)
+            and item[0] not in keys
+        ):
+            raise ValueError(f"{where}: corrupt model file, bad weights entry {str(item)[:80]}")
+        keys.add(item[0])
+        npy = archive.claim(item[1])
+        if npy.dtype.newbyteorder("=") not in _WEIGHT_DTYPES:
+            raise ValueError(
+                f"{where}: weight {item[0]!r} has dtype {npy.dtype}; model weights must be "
+                f"float32 or float64 (convert them before saving)"
+            )
+    return weights
 
 
 def load(path: FileLike):
@@ -354,19 +775,29 @@ def load(path: FileLike):
 
     Returns the saved structure: ndarrays for arrays and Tensors, Python numbers, str, bool and
     None for scalars, dicts (int keys restored as ints), lists and tuples. Given a model file
-    (:func:`save_model`), returns the model's state dict (an OrderedDict of ndarrays).
+    (:func:`save_model`), returns the model's state dict (an OrderedDict of ndarrays). Arrays
+    come back in the machine's byte order (a file written on a big-endian machine, or with
+    big-endian arrays, reads as the same numbers).
 
-    Raises FileNotFoundError for a missing path and ValueError for a file that myelin did not
-    write. Only ``np.load(..., allow_pickle=False)`` touches the file.
+    Raises FileNotFoundError for a missing path, and ValueError naming the file and what is
+    wrong, raised from the underlying error, for anything that is not a whole, well-formed
+    myelin file: a directory, FIFO or device (refused before it is opened, so a FIFO never
+    blocks), a foreign, truncated or corrupted file, a member that is not a ``.npy`` array,
+    compressed beyond what myelin accepts, encrypted or holding Python objects, a JSON header
+    that is malformed or nests too deeply. The whole structure (zip members, .npy headers,
+    sizes, references) is checked before any array is allocated, so no file makes ``load``
+    allocate arrays larger than what it holds. Nothing is unpickled: only ``zipfile`` and a
+    .npy header parser of myelin's own touch the file.
     """
-    header, z = _read(path)
-    where = _describe(path)
-    with z:
+    with _Archive(path) as archive:
+        header = archive.header()
         if header["format"] == _FORMAT_MODEL:
-            return _weights(header, z, where)
+            weights = _weight_entries(header, archive)
+            return OrderedDict((key, archive.read(entry)) for key, entry in weights)
         if "tree" not in header:
-            raise ValueError(f"{where}: corrupt file, no 'tree' in the header")
-        return _decode(header["tree"], z, where)
+            raise ValueError(f"{archive.where}: corrupt file, no 'tree' in the header")
+        _decode(header["tree"], archive.claim, archive.where)  # the whole structure, first
+        return _decode(header["tree"], archive.read, archive.where)
 
 
 # ---------------------------------------------------------------- models
@@ -440,26 +871,112 @@ def save_model(model: Module, path: FileLike) -> None:
     _write(path, header, arrays)
 
 
-def _build_layer(i: int, spec, where: str) -> Module:
-    if not isinstance(spec, dict) or not isinstance(spec.get("class"), str):
-        raise ValueError(f"{where}: corrupt model file, layer {i} is {spec!r}")
-    cls_name = spec["class"]
-    cls = _LAYERS.get(cls_name)
-    if cls is None:
-        raise ValueError(
-            f"{where}: layer {i} has class {cls_name!r}, which load_model does not know "
-            f"(known: {', '.join(sorted(_LAYERS))}; register others with "
-            f"myelin.serialization.register_layer)"
+class _LayerSpec:
+    """One layer of a model file: its index, name, registered class (and the name it is
+    registered under) and config, checked for types but not yet built."""
+
+    __slots__ = ("cls", "cls_name", "config", "index", "name")
+
+    def __init__(self, index: int, name: str, cls_name: str, cls: type, config: dict) -> None:
+        self.index, self.name, self.cls_name, self.cls, self.config = (
+            index,
+            name,
+            cls_name,
+            cls,
+            config,
         )
-    config = spec.get("config", {})
-    if not isinstance(config, dict):
-        raise ValueError(f"{where}: corrupt model file, layer {i} has config {config!r}")
+
+    def rebuild_error(self, where: str, exc: BaseException) -> ValueError:
+        return ValueError(
+            f"{where}: layer {self.index} ({self.cls_name}) cannot be rebuilt from config "
+            f"{str(self.config)[:200]}: {exc}"
+        )
+
+
+def _model_spec(header: dict, where: str) -> tuple[type, list[_LayerSpec]]:
+    """The model class and the layers a model file's header names, checked (classes
+    registered, configs dicts, names unique, training flag and compile config well typed)."""
+    kind = header.get("class")
+    model_cls = _model_classes().get(kind) if isinstance(kind, str) else None
+    if model_cls is None:
+        raise ValueError(f"{where}: unknown model class {str(kind)[:80]}")
+    specs = header.get("layers")
+    if not isinstance(specs, list):
+        raise ValueError(f"{where}: corrupt model file, no layer list")
+    layers = []
+    for i, spec in enumerate(specs):
+        if not isinstance(spec, dict) or not isinstance(spec.get("class"), str):
+            raise ValueError(f"{where}: corrupt model file, layer {i} is {str(spec)[:80]}")
+        cls_name = spec["class"]
+        cls = _LAYERS.get(cls_name)
+        if cls is None:
+            raise ValueError(
+                f"{where}: layer {i} has class {cls_name[:80]!r}, which load_model does not "
+                f"know (known: {', '.join(sorted(_LAYERS))}; register others with "
+                f"myelin.serialization.register_layer)"
+            )
+        config = spec.get("config", {})
+        if not isinstance(config, dict):
+            raise ValueError(
+                f"{where}: corrupt model file, layer {i} has config {str(config)[:80]}"
+            )
+        name = spec.get("name", str(i))
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{where}: corrupt model file, layer {i} is named {name!r}")
+        layers.append(_LayerSpec(i, name, cls_name, cls, config))
+    names = [layer.name for layer in layers]
+    if len(set(names)) != len(names) or (
+        model_cls is not nn.Sequential and names != [str(i) for i in range(len(layers))]
+    ):
+        raise ValueError(f"{where}: corrupt model file, layer names {str(names)[:200]}")
+    if not isinstance(header.get("training", True), bool):
+        raise ValueError(f"{where}: corrupt model file, training is {header['training']!r}")
+    if not isinstance(header.get("compile"), (dict, type(None))):
+        raise ValueError(f"{where}: corrupt model file, compile is {str(header['compile'])[:80]}")
+    return model_cls, layers
+
+
+def _check_sizes(layers: list[_LayerSpec], stored: dict[str, tuple], where: str) -> None:
+    """Check each layer's config against the weight shapes the file stores, before any layer
+    allocates its parameters: a config cannot make load_model allocate more than the file
+    holds. Layers join through a classmethod ``_parameter_shapes(**config)`` giving the
+    shape of each parameter that ``cls(**config)`` creates (without creating it)."""
+    for layer in layers:
+        shapes_of = getattr(layer.cls, "_parameter_shapes", None)
+        if shapes_of is None:
+            continue  # parameter-free, or a registered class that does not say
+        try:
+            expected = {
+                f"{layer.name}.{k}": tuple(shape) for k, shape in shapes_of(**layer.config).items()
+            }
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise layer.rebuild_error(where, exc) from exc
+        prefix = layer.name + "."
+        own = {
+            k: shape
+            for k, shape in stored.items()
+            if k.startswith(prefix) and "." not in k[len(prefix) :]
+        }
+        if set(own) != set(expected):
+            raise ValueError(
+                f"{where}: the weights {sorted(own)} in the file do not match the parameters "
+                f"{sorted(expected)} of layer {layer.index} ({layer.cls_name}) built from its "
+                f"config {str(layer.config)[:200]}"
+            )
+        for key, shape in expected.items():
+            if own[key] != shape:
+                raise ValueError(
+                    f"{where}: weight {key!r} has shape {own[key]} in the file but layer "
+                    f"{layer.index} ({layer.cls_name}) built from its config "
+                    f"{str(layer.config)[:200]} expects {shape}"
+                )
+
+
+def _build_layer(layer: _LayerSpec, where: str) -> Module:
     try:
-        return cls(**config)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(
-            f"{where}: layer {i} ({cls_name}) cannot be rebuilt from config {config!r}: {exc}"
-        ) from None
+        return layer.cls(**layer.config)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise layer.rebuild_error(where, exc) from exc
 
 
 def _set_weights(model: Module, weights: OrderedDict, where: str) -> None:
@@ -500,38 +1017,40 @@ def load_model(path: FileLike, compile: bool = True):
         If the model was compiled with a named optimizer and loss when saved, compile it again
         the same way (fresh optimizer state).
 
-    Raises FileNotFoundError for a missing path, ValueError for a file that is not a myelin
-    model file or names a class that is not registered.
+    Notes
+    -----
+    Raises FileNotFoundError for a missing path, and ValueError naming the file and what is
+    wrong for a file that is not a whole, well-formed myelin model file (as :func:`load`
+    does), names a class that is not registered, holds a layer config its class refuses
+    (checked when the layer is built, as every layer validates its arguments),
+    or weights that are not float32/float64 or do not match the layers' configs. The file's
+    structure, the weights' dtypes and shapes and the built-in layers' sizes are all checked
+    before any array or layer is allocated. Weights stored big-endian load as the same numbers
+    in native byte order.
     """
-    header, z = _read(path)
-    where = _describe(path)
-    with z:
+    with _Archive(path) as archive:
+        where = archive.where
+        header = archive.header()
         if header["format"] != _FORMAT_MODEL:
             raise ValueError(
                 f"{where} holds an object written by myelin.save (e.g. a state dict), not a "
                 f"model; read it with myelin.load(path) and pass it to model.load_state_dict"
             )
-        weights = _weights(header, z, where)
-    model_cls = _model_classes().get(header.get("class"))
-    if model_cls is None:
-        raise ValueError(f"{where}: unknown model class {header.get('class')!r}")
-    specs = header.get("layers")
-    if not isinstance(specs, list):
-        raise ValueError(f"{where}: corrupt model file, no layer list")
-    layers = [_build_layer(i, spec, where) for i, spec in enumerate(specs)]
-    names = [spec.get("name", str(i)) for i, spec in enumerate(specs)]
-    if not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
-        raise ValueError(f"{where}: corrupt model file, layer names {names!r}")
+        model_cls, layers = _model_spec(header, where)
+        entries = _weight_entries(header, archive)
+        _check_sizes(layers, {key: archive.check(entry).shape for key, entry in entries}, where)
+        weights = OrderedDict((key, archive.read(entry)) for key, entry in entries)
+    built = OrderedDict((layer.name, _build_layer(layer, where)) for layer in layers)
     if model_cls is nn.Sequential:
-        model = nn.Sequential(OrderedDict(zip(names, layers, strict=True)))
-    elif names == [str(i) for i in range(len(layers))]:
-        model = model_cls(layers)
-    else:
-        raise ValueError(f"{where}: corrupt model file, layer names {names!r}")
+        model = nn.Sequential(built)
+    else:  # appended as they were saved: nothing builds a layer the file did not build
+        model = model_cls()
+        for m in built.values():
+            model.append(m)
     _set_weights(model, weights, where)
-    model.train(bool(header.get("training", True)))
+    model.train(header.get("training", True))
     compile_config = header.get("compile")
-    if compile and isinstance(compile_config, dict):
+    if compile and compile_config is not None:
         _recompile(model, compile_config)
     return model
 

@@ -114,6 +114,70 @@ def _positive_int(value, name: str, owner: str) -> int:
 # ---------------------------------------------------------------- Dense
 
 
+def _dense_arguments(
+    units,
+    activation,
+    use_bias,
+    kernel_initializer,
+    bias_initializer,
+    input_shape,
+    input_dim,
+    in_features,
+    dtype,
+    name,
+) -> dict:
+    """Dense's constructor arguments, checked and normalised; ``in_features`` is the input
+    size they give (from in_features, input_shape or input_dim), or None."""
+    units = _positive_int(units, "units", "Dense")
+    owner = f"Dense({units})"
+    if not isinstance(use_bias, (bool, np.bool_)):
+        raise TypeError(f"{owner}: use_bias must be True or False, got {use_bias!r}")
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"{owner}: name must be a str or None, got {type(name).__name__}")
+    shape = _input_shape(input_shape, input_dim, owner)
+    if in_features is not None:
+        in_features = _positive_int(in_features, "in_features", owner)
+        if shape is not None and shape[-1] != in_features:
+            raise ValueError(f"{owner}: in_features={in_features} contradicts input_shape={shape}")
+    elif shape is not None:
+        in_features = shape[-1]
+    return {
+        "units": units,
+        "activation": _activation_name(activation, owner),
+        "use_bias": bool(use_bias),
+        "kernel_initializer": _check_initializer(kernel_initializer, "kernel_initializer"),
+        "bias_initializer": _check_initializer(bias_initializer, "bias_initializer"),
+        "dtype": _float_dtype(dtype),
+        "name": name,
+        "input_shape": shape,
+        "in_features": in_features,
+    }
+
+
+def _input_shape(input_shape, input_dim, owner: str) -> tuple | None:
+    """One sample's shape from Dense's input_shape / input_dim (checked to agree), or None."""
+    shape = None
+    if input_shape is not None:
+        try:
+            shape = tuple(operator.index(n) for n in input_shape)
+        except TypeError:
+            raise TypeError(
+                f"{owner}: input_shape must be a tuple of ints (one sample's shape, e.g. "
+                f"(10,)), got {str(input_shape)[:80]}"
+            ) from None
+        if not shape or min(shape) <= 0:
+            raise ValueError(
+                f"{owner}: input_shape must be a non-empty tuple of positive ints, got "
+                f"{str(input_shape)[:80]}"
+            )
+    if input_dim is not None:
+        dim = _positive_int(input_dim, "input_dim", owner)
+        if shape is not None and shape[-1] != dim:
+            raise ValueError(f"{owner}: input_dim={dim} contradicts input_shape={shape}")
+        shape = shape or (dim,)
+    return shape
+
+
 class Dense(Module):
     """``activation(x @ weight.T + bias)`` (``keras.layers.Dense``,
     https://keras.io/api/layers/core_layers/dense/).
@@ -169,54 +233,68 @@ class Dense(Module):
         name: str | None = None,
     ) -> None:
         super().__init__()
-        self.units = _positive_int(units, "units", "Dense")
-        self.activation = _activation_name(activation, f"Dense({self.units})")
-        if not isinstance(use_bias, (bool, np.bool_)):
-            raise TypeError(f"Dense: use_bias must be True or False, got {use_bias!r}")
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = _check_initializer(kernel_initializer, "kernel_initializer")
-        self.bias_initializer = _check_initializer(bias_initializer, "bias_initializer")
-        self.dtype = _float_dtype(dtype)
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"Dense: name must be a str or None, got {type(name).__name__}")
-        self.name = name
+        args = _dense_arguments(
+            units,
+            activation,
+            use_bias,
+            kernel_initializer,
+            bias_initializer,
+            input_shape,
+            input_dim,
+            in_features,
+            dtype,
+            name,
+        )
+        self.units = args["units"]
+        self.activation = args["activation"]
+        self.use_bias = args["use_bias"]
+        self.kernel_initializer = args["kernel_initializer"]
+        self.bias_initializer = args["bias_initializer"]
+        self.dtype = args["dtype"]
+        self.name = args["name"]
         self.in_features: int | None = None
-        self.input_shape = self._input_shape(input_shape, input_dim)
-        if in_features is not None:
-            in_features = _positive_int(in_features, "in_features", self._signature())
-            if self.input_shape is not None and self.input_shape[-1] != in_features:
-                raise ValueError(
-                    f"{self._signature()}: in_features={in_features} contradicts "
-                    f"input_shape={self.input_shape}"
-                )
-        elif self.input_shape is not None:
-            in_features = self.input_shape[-1]
-        if in_features is not None:
-            self.build(in_features)
+        self.input_shape = args["input_shape"]
+        if args["in_features"] is not None:
+            self.build(args["in_features"])
 
-    def _input_shape(self, input_shape, input_dim) -> tuple | None:
-        shape = None
-        if input_shape is not None:
-            try:
-                shape = tuple(operator.index(n) for n in input_shape)
-            except TypeError:
-                raise TypeError(
-                    f"{self._signature()}: input_shape must be a tuple of ints (one sample's "
-                    f"shape, e.g. (10,)), got {input_shape!r}"
-                ) from None
-            if not shape or min(shape) <= 0:
-                raise ValueError(
-                    f"{self._signature()}: input_shape must be a non-empty tuple of positive "
-                    f"ints, got {input_shape!r}"
-                )
-        if input_dim is not None:
-            dim = _positive_int(input_dim, "input_dim", self._signature())
-            if shape is not None and shape[-1] != dim:
-                raise ValueError(
-                    f"{self._signature()}: input_dim={dim} contradicts input_shape={shape}"
-                )
-            shape = shape or (dim,)
-        return shape
+    @classmethod
+    def _parameter_shapes(
+        cls,
+        units: int,
+        activation: str | None = None,
+        use_bias: bool = True,
+        kernel_initializer: str = "glorot_uniform",
+        bias_initializer: str = "zeros",
+        *,
+        input_shape: int | Sequence[int] | None = None,
+        input_dim: int | None = None,
+        in_features: int | None = None,
+        dtype: DTypeLike | None = None,
+        name: str | None = None,
+    ) -> dict:
+        """Check the constructor's arguments and return the shape of each parameter that
+        ``Dense(...)`` creates (none while the input size is unknown), creating none
+        (``load_model`` checks a file's config against its weights with it before building
+        the layer)."""
+        args = _dense_arguments(
+            units,
+            activation,
+            use_bias,
+            kernel_initializer,
+            bias_initializer,
+            input_shape,
+            input_dim,
+            in_features,
+            dtype,
+            name,
+        )
+        n_in, n_out = args["in_features"], args["units"]
+        if n_in is None:
+            return {}
+        shapes = {"weight": (n_out, n_in)}
+        if args["use_bias"]:
+            shapes["bias"] = (n_out,)
+        return shapes
 
     @property
     def built(self) -> bool:

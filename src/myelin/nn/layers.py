@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import operator
 from collections import OrderedDict
 from typing import TYPE_CHECKING
@@ -46,6 +47,31 @@ def _positive_int(value, name: str, owner: str) -> int:
     return v
 
 
+def _int(value, name: str, owner: str) -> int:
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{owner}: {name} must be an int, got {type(value).__name__}") from None
+
+
+def _bool(value, name: str, owner: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{owner}: {name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _slope(value, owner: str) -> float:
+    """A leaky_relu slope: a finite real number >= 0 (what the kernels take)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"{owner}: negative_slope must be a real number, got {type(value).__name__}"
+        )
+    slope = float(value)
+    if not (math.isfinite(slope) and slope >= 0.0):
+        raise ValueError(f"{owner}: negative_slope must be finite and >= 0, got {value!r}")
+    return slope
+
+
 class Linear(Module):
     """``y = activation(x @ weight.T + bias)`` (``torch.nn.Linear``), one fused GEMM.
 
@@ -56,7 +82,7 @@ class Linear(Module):
     activation : None, "relu", "leaky_relu", "sigmoid" or "tanh"
         Applied inside the GEMM's epilogue (myelin's addition; PyTorch has none).
     negative_slope : float
-        The slope of "leaky_relu".
+        The slope of "leaky_relu": a finite number >= 0.
     dtype : float32 (default) or float64
 
     Notes
@@ -77,18 +103,43 @@ class Linear(Module):
         dtype: DTypeLike | None = None,
     ) -> None:
         super().__init__()
-        self.in_features = _positive_int(in_features, "in_features", "Linear")
-        self.out_features = _positive_int(out_features, "out_features", "Linear")
-        if activation not in F.ACTIVATIONS:
-            raise ValueError(
-                f"Linear: activation must be one of {list(F.ACTIVATIONS)}, got {activation!r}"
-            )
+        shapes = self._parameter_shapes(
+            in_features, out_features, bias, activation, negative_slope=negative_slope
+        )
+        self.out_features, self.in_features = shapes["weight"]
         self.activation = activation
         self.negative_slope = float(negative_slope)
         dt = _float_dtype(dtype)
-        self.weight = Parameter(np.empty((self.out_features, self.in_features), dt))
-        self.bias = Parameter(np.empty(self.out_features, dt)) if bias else None
+        self.weight = Parameter(np.empty(shapes["weight"], dt))
+        self.bias = Parameter(np.empty(shapes["bias"], dt)) if "bias" in shapes else None
         self.reset_parameters()
+
+    @classmethod
+    def _parameter_shapes(
+        cls,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        activation: str | None = None,
+        *,
+        negative_slope: float = 0.01,
+        dtype: DTypeLike | None = None,
+    ) -> dict:
+        """Check the constructor's arguments and return the shape of each parameter that
+        ``Linear(...)`` creates, creating none (``load_model`` checks a file's config against
+        its weights with it before building the layer)."""
+        n_in = _positive_int(in_features, "in_features", "Linear")
+        n_out = _positive_int(out_features, "out_features", "Linear")
+        if not isinstance(activation, (str, type(None))) or activation not in F.ACTIVATIONS:
+            raise ValueError(
+                f"Linear: activation must be one of {list(F.ACTIVATIONS)}, got {activation!r}"
+            )
+        _slope(negative_slope, "Linear")
+        _float_dtype(dtype)
+        shapes = {"weight": (n_out, n_in)}
+        if _bool(bias, "bias", "Linear"):
+            shapes["bias"] = (n_out,)
+        return shapes
 
     def reset_parameters(self) -> None:
         """PyTorch's default: kaiming_uniform_(a=sqrt(5)) for the weight, U(+-1/sqrt(fan_in))
@@ -163,9 +214,7 @@ class LeakyReLU(_Activation):
 
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
-        if not float(negative_slope) >= 0:
-            raise ValueError(f"LeakyReLU: negative_slope must be >= 0, got {negative_slope}")
-        self.negative_slope = float(negative_slope)
+        self.negative_slope = _slope(negative_slope, "LeakyReLU")
 
     def forward(self, x: TensorLike) -> Tensor:
         return F.leaky_relu(x, self.negative_slope)
@@ -201,7 +250,7 @@ class Softmax(_Activation):
 
     def __init__(self, dim: int = -1) -> None:
         super().__init__()
-        self.dim = -1 if dim is None else operator.index(dim)
+        self.dim = -1 if dim is None else _int(dim, "dim", type(self).__name__)
 
     def forward(self, x: TensorLike) -> Tensor:
         return F.softmax(x, self.dim)
@@ -227,7 +276,7 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
-        if not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p <= 1.0:
             raise ValueError(f"Dropout: p must be a probability in [0, 1], got {p!r}")
         self.p = float(p)
 
@@ -247,7 +296,8 @@ class Flatten(Module):
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
         super().__init__()
-        self.start_dim, self.end_dim = int(start_dim), int(end_dim)
+        self.start_dim = _int(start_dim, "start_dim", "Flatten")
+        self.end_dim = _int(end_dim, "end_dim", "Flatten")
 
     def forward(self, x: TensorLike) -> Tensor:
         x = x if isinstance(x, Tensor) else F._float_input(x, "input")
