@@ -73,8 +73,10 @@ def test_workspace_evicts_least_recently_used_beyond_its_bound():
     assert st["evicted"] == 2 and st["arrays"] == 0 and st["nbytes"] == 0
     assert st["hits"] == 4 and st["misses"] == 1
     assert "0 arrays" in repr(ws) and "4 hits" in repr(ws) and "fixed bound" in repr(ws)
-    with pytest.raises(ValueError, match="max_bytes"):
+    with pytest.raises(ValueError, match="max_bytes must be None or >= 0, got -1"):
         F.Workspace(max_bytes=-1)
+    with pytest.raises(TypeError, match="max_bytes must be None or an int, got float"):
+        F.Workspace(max_bytes=1.5)
 
 
 _LEAK_SCRIPT = """

@@ -6,6 +6,7 @@ graph node whose backward is one (or two) kernel calls of :mod:`myelin.ops`.
 
 from __future__ import annotations
 
+import operator
 import sys
 import threading
 import warnings
@@ -211,13 +212,22 @@ class Workspace:
     )
 
     def __init__(self, min_size: int = 16384, max_bytes: int | None = None) -> None:
-        if max_bytes is not None and (isinstance(max_bytes, bool) or not max_bytes >= 0):
-            raise ValueError(f"max_bytes must be None or a number >= 0, got {max_bytes!r}")
+        if max_bytes is not None:
+            if isinstance(max_bytes, bool):
+                raise TypeError("max_bytes must be None or an int, got bool")
+            try:
+                max_bytes = operator.index(max_bytes)
+            except TypeError:
+                raise TypeError(
+                    f"max_bytes must be None or an int, got {type(max_bytes).__name__}"
+                ) from None
+            if max_bytes < 0:
+                raise ValueError(f"max_bytes must be None or >= 0, got {max_bytes}")
         # (shape, dtype) -> free arrays; ordered least recently used first
         self._free: OrderedDict = OrderedDict()
         self.min_size = min_size
         self._max_bytes = max_bytes
-        self._bound = 0 if max_bytes is None else int(max_bytes)
+        self._bound = 0 if max_bytes is None else max_bytes
         self._nbytes = 0
         # owner (a chain) -> its last working sets; entries go with their owner
         self._needs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
