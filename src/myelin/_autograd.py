@@ -139,6 +139,60 @@ def accumulate(t, g: np.ndarray, adopted: set | None = None) -> None:
         np.add(t._grad, g, out=t._grad, casting="unsafe")
 
 
+def check_versions(order: list) -> None:
+    """Raise RuntimeError, as PyTorch does, if a tensor whose values a node of ``order`` saved
+    for its backward (``Tensor._ctx[2]``, versions ``_ctx[3]``; the node's own output when its
+    version ``_ctx[4]`` is not -1) was changed in place since: its version differs from the
+    one saved. Checked for the whole graph before any backward function runs, so that nothing
+    is accumulated when it raises; one integer comparison per saved tensor."""
+    for t in order:
+        ctx = t._ctx
+        saved = ctx[2]
+        if saved:
+            versions = ctx[3]
+            for i in range(len(saved)):
+                s = saved[i]
+                if s is not None and s._version_counter[0] != versions[i]:
+                    raise _modified(s, versions[i], ctx[1])
+        if ctx[4] != -1 and t._version_counter[0] != ctx[4]:
+            raise _modified(t, ctx[4], ctx[1])
+
+
+def check_saved(saved: tuple, versions: list, fn) -> None:
+    """Raise RuntimeError (PyTorch's message) if a tensor of ``saved`` has been changed in
+    place since its version was ``versions[i]``; ``fn`` is the backward function that needs
+    them (named in the message)."""
+    for i in range(len(saved)):
+        if saved[i]._version_counter[0] != versions[i]:
+            raise _modified(saved[i], versions[i], fn)
+
+
+def _op_name(fn) -> str:
+    """The op a backward function belongs to: its ``op`` attribute if it has one, else from its
+    qualified name (``Tensor.__mul__.<locals>.backward`` -> ``Tensor.__mul__``,
+    ``_linear_chain.<locals>.backward`` -> ``linear_chain``)."""
+    op = getattr(fn, "op", None)
+    if op is not None:
+        return op
+    name = getattr(fn, "__qualname__", None) or type(fn).__name__
+    name = name.split(".<locals>")[0]
+    return name[1:] if name.startswith("_") and not name.startswith("__") else name
+
+
+def _modified(t, version: int, fn) -> RuntimeError:
+    d = t._data
+    which = f", which is the output of {_op_name(t._ctx[1])}," if t._ctx is not None else ""
+    return RuntimeError(
+        f"one of the variables needed for gradient computation has been modified by an "
+        f"inplace operation: [{d.dtype} tensor of shape {list(d.shape)}]{which} is at version "
+        f"{t._version_counter[0]}; expected version {version} instead. The backward of "
+        f"{_op_name(fn)} needs its values as they were in the forward pass: an optimizer "
+        f"step, an in-place operator (+=, zero_, copy_, item assignment, ...) or an assignment "
+        f"to .data changed them before backward(). Make the change after backward(), or run "
+        f"the forward pass again after it."
+    )
+
+
 def _consumed(g):
     raise RuntimeError(
         "Trying to backward through the graph a second time: its saved arrays were released "
@@ -189,6 +243,7 @@ def backward(root, grad: np.ndarray, retain_graph: bool = False) -> None:
             _run_post_backward_hooks()
         return
     order = _toposort(root)
+    check_versions(order)
     grads = {id(root): grad}
     prev_mode = is_grad_enabled()
     _set_grad_enabled(False)
@@ -199,14 +254,15 @@ def backward(root, grad: np.ndarray, retain_graph: bool = False) -> None:
                 continue
             if t._retain:
                 accumulate(t, g)
-            parents, fn = t._ctx
+            ctx = t._ctx
+            parents, fn = ctx[0], ctx[1]
             pgrads = fn(g)
             # a backward function marked `fresh` returns arrays it allocated for this call, one
             # per parent, which leaves may adopt as they are
             fresh = getattr(fn, "fresh", False)
             if not retain_graph:
                 # drop the parents too: they hold the activations (their _data)
-                t._ctx = ((None,) * len(parents), _consumed)
+                t._ctx = ((None,) * len(parents), _consumed, (), (), -1)
                 release = getattr(fn, "release", None)
                 if release is not None:
                     release()

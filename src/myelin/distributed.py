@@ -38,6 +38,7 @@ import numpy as np
 from myelin import _autograd, _random
 from myelin.data.distributed import DistributedSampler, shard_indices
 from myelin.nn.module import Module
+from myelin.tensor import mark_modified
 
 __all__ = [
     "DistributedDataParallel",
@@ -218,6 +219,7 @@ def broadcast_parameters(params, src: int = 0) -> None:
             for t in tensors:
                 n = t._data.size
                 np.copyto(t._data, buf[off : off + n].reshape(t._data.shape))
+                mark_modified(t)  # new values: a graph recorded before refuses them
                 off += n
 
 

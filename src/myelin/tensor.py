@@ -12,6 +12,8 @@ from __future__ import annotations
 import builtins
 import numbers
 import operator
+import reprlib
+import sys
 from collections import namedtuple
 from typing import TYPE_CHECKING
 
@@ -67,7 +69,16 @@ def _to_array(data, dtype=None) -> np.ndarray:
         )
     if dtype is not None:
         arr = arr.astype(np.dtype(dtype), copy=False)
+    if not arr.dtype.isnative:
+        arr = _native(arr)
     return arr
+
+
+def _native(arr: np.ndarray) -> np.ndarray:
+    """``arr`` in the machine's byte order: a copy of a big-endian (on x86/ARM) array, with the
+    same values. Every array a Tensor holds is native, so that the kernels, which read memory as
+    native numbers, never see another byte order."""
+    return arr.astype(arr.dtype.newbyteorder("="))
 
 
 def as_tensor(x: TensorLike, dtype: DTypeLike | None = None) -> Tensor:
@@ -79,16 +90,47 @@ def as_tensor(x: TensorLike, dtype: DTypeLike | None = None) -> Tensor:
     return Tensor(_to_array(x, dtype))
 
 
-def _make(data: np.ndarray, parents: tuple, backward) -> Tensor:
-    """The output tensor of an op: records ``backward`` when any parent needs a gradient."""
+def _make(
+    data: np.ndarray,
+    parents: tuple,
+    backward,
+    saved: tuple = (),
+    output: bool = False,
+    view_of: Tensor | None = None,
+) -> Tensor:
+    """The output tensor of an op: records ``backward`` when any parent needs a gradient.
+
+    ``saved`` lists the tensors (parents) whose values ``backward`` reads, and ``output`` says
+    whether it reads the output's: their versions are kept with the graph node and checked
+    by ``backward()`` (``_autograd.check_versions``), which refuses to run on values an in-place
+    op changed since. ``view_of``: the output is a view of that tensor's memory (it shares its
+    version counter).
+    """
     if is_grad_enabled():
         for p in parents:
             if p is not None and p.requires_grad:
                 out = Tensor(data)
+                if view_of is not None:
+                    out._version_counter = view_of._version_counter
                 out.requires_grad = True
-                out._ctx = (parents, backward)
+                # (None in saved: not saved; its version -1 is never compared)
+                versions = (
+                    [-1 if t is None else t._version_counter[0] for t in saved] if saved else ()
+                )
+                out_version = out._version_counter[0] if output else -1
+                out._ctx = (parents, backward, saved, versions, out_version)
                 return out
-    return Tensor(data)
+    out = Tensor(data)
+    if view_of is not None:
+        out._version_counter = view_of._version_counter
+    return out
+
+
+def mark_modified(t: Tensor) -> None:
+    """Record that ``t``'s values changed in place (its version goes up by one): what every
+    in-place op, optimizer step and state load calls, so that a backward() that needs the old
+    values raises instead of using the new ones."""
+    t._version_counter[0] += 1
 
 
 def _operand(x, like: Tensor) -> Tensor:
@@ -101,16 +143,36 @@ def _operand(x, like: Tensor) -> Tensor:
 
 
 def _check_axis(dim, ndim: int):
+    """``dim`` of a reduction (None, an int or a flat tuple of ints) with negative entries
+    made positive. A tuple's entries must be ints: a nested tuple is a TypeError, found
+    without recursing (however deep it nests)."""
     if dim is None:
         return None
     if isinstance(dim, (tuple, list)):
-        return tuple(_check_axis(d, ndim) for d in dim)
+        for d in dim:
+            if isinstance(d, (tuple, list)):
+                raise TypeError(
+                    f"dim must be an int, a tuple of ints or None, got a {type(dim).__name__} "
+                    f"holding a {type(d).__name__}: {reprlib.repr(dim)}"
+                )
+        return tuple(_check_dim(d, ndim, "dim", _AXIS) for d in dim)
+    return _check_dim(dim, ndim, "dim", _AXIS)
+
+
+_AXIS = "an int, a tuple of ints or None"
+
+
+def _check_dim(dim, ndim: int, name: str = "dim", expected: str = "an int") -> int:
+    """One dimension index ``dim`` (an int in [-ndim, ndim)) as a non-negative int; TypeError
+    or IndexError naming ``name`` otherwise."""
     try:
         d = operator.index(dim)
     except TypeError:
-        raise TypeError(f"dim must be an int, a tuple of ints or None, got {dim!r}") from None
+        raise TypeError(
+            f"{name} must be {expected}, got {type(dim).__name__} {reprlib.repr(dim)}"
+        ) from None
     if not -max(ndim, 1) <= d < max(ndim, 1):
-        raise IndexError(f"dim {dim} is out of range for a tensor of {ndim} dimensions")
+        raise IndexError(f"{name} {d} is out of range for a tensor of {ndim} dimensions")
     return d % max(ndim, 1)
 
 
@@ -137,16 +199,46 @@ class Tensor:
     Notes
     -----
     Build tensors with :func:`myelin.tensor`, :func:`myelin.from_numpy`, :func:`zeros`,
-    :func:`randn`, ... ``np.asarray(t)`` gives the data without a copy.
+    :func:`randn`, ... ``np.asarray(t)`` gives the data without a copy. The data is always in
+    the machine's byte order: a big-endian array is converted (copied) when a tensor is made
+    from it or assigned to ``.data``.
+
+    As in PyTorch, ``backward()`` raises RuntimeError ("one of the variables needed for
+    gradient computation has been modified by an inplace operation") when values that a
+    recorded op needs for its gradient were changed in place after the forward pass: by an
+    in-place operator or method (``+=``, ``zero_``, ``copy_``, item assignment, a NumPy
+    ufunc's ``out=``), an assignment to ``.data``, an optimizer step or ``load_state_dict``.
+    Each tensor counts such changes (``_version``; views share the count). Writes straight into
+    the NumPy array (``t.numpy()[...] = ...``, ``t.data[...] = ...``) cannot be seen, as in
+    PyTorch.
     """
 
     # _spare: the gradient array zero_grad() released, which the next backward may write again
     # when nothing else holds it (see clear_grad and nn.functional.linear_chain)
-    __slots__ = ("_data", "_grad", "requires_grad", "_ctx", "_retain", "_spare", "__weakref__")
+    # _version_counter: the version of the tensor's memory, in a one-element list (cheap to
+    # make, as every op makes a tensor) that views of one memory share (reshape, detach, basic
+    # indexing): every in-place change through myelin adds one (see _version)
+    __slots__ = (
+        "_data",
+        "_grad",
+        "requires_grad",
+        "_ctx",
+        "_retain",
+        "_spare",
+        "_version_counter",
+        "__weakref__",
+    )
 
     def __init__(self, data: TensorLike, requires_grad: bool = False) -> None:
-        self._data = data if isinstance(data, np.ndarray) else _to_array(data)
+        self._version_counter = [0]
+        if isinstance(data, np.ndarray):
+            self._data = data if data.dtype.isnative else _native(data)
+        else:
+            self._data = _to_array(data)
+            if isinstance(data, Tensor) and self._data is data._data:
+                self._version_counter = data._version_counter  # one memory: one count
         self._grad: np.ndarray | None = None
+        # (parents, backward, saved tensors, their versions, the output's version or -1)
         self._ctx: tuple | None = None
         self._retain = False
         self._spare: np.ndarray | None = None
@@ -164,6 +256,21 @@ class Tensor:
     @data.setter
     def data(self, value: TensorLike) -> None:
         self._data = _to_array(value)
+        # new values: a graph node that saved the old ones refuses to run on these. The new
+        # memory is no longer a view's: the tensor gets a counter of its own, one version on
+        self._version_counter = [self._version_counter[0] + 1]
+
+    @property
+    def _version(self) -> int:
+        """How many in-place changes the tensor's memory has seen (``torch.Tensor._version``).
+
+        Tensor in-place operators and methods (``+=``, ``zero_``, ``copy_``, item assignment,
+        ...), assignments to ``.data``, optimizer steps and ``load_state_dict`` add one;
+        ``backward()`` compares it with the version a graph node saved and raises
+        RuntimeError if they differ. Writes straight into the NumPy array (``t.numpy()``,
+        ``t.data[...] = ...``, or any other ndarray over the same memory) cannot be seen, as
+        in PyTorch."""
+        return self._version_counter[0]
 
     @property
     def grad(self) -> Tensor | None:
@@ -213,7 +320,7 @@ class Tensor:
         """The shape, or its entry at ``dim``."""
         if dim is None:
             return self._data.shape
-        return self._data.shape[_check_axis(dim, self.ndim)]
+        return self._data.shape[_check_dim(dim, self.ndim)]
 
     def numel(self) -> int:
         """The number of elements."""
@@ -239,13 +346,23 @@ class Tensor:
             a, b = inputs
             # a number (NumPy scalars too) takes the tensor's dtype, as on the left (_operand)
             return op(a if isinstance(a, Tensor) else _operand(a, b), b)
+        # what the ufunc writes into: out=, or the first operand of ufunc.at (np.add.at(t, ...))
+        written = inputs[0] if method == "at" and inputs else kwargs.get("out")
         inputs = tuple(_unwrap(x) for x in inputs)
         kwargs = {k: _unwrap(v) for k, v in kwargs.items()}
-        return getattr(ufunc, method)(*inputs, **kwargs)
+        result = getattr(ufunc, method)(*inputs, **kwargs)
+        _mark_tensors(written)
+        return result
 
     def __array_function__(self, func, types, args, kwargs):
         # NumPy functions (np.sum, np.mean, np.concatenate, ...) see the data and return NumPy.
-        return func(*_unwrap(args), **_unwrap(kwargs))
+        result = func(*_unwrap(args), **_unwrap(kwargs))
+        # the tensors a NumPy function wrote into: its out= and, for the functions that write
+        # into their first argument, that one
+        _mark_tensors(kwargs.get("out"))
+        if func in _WRITES_FIRST and args:
+            _mark_tensors(args[0])
+        return result
 
     def numpy(self) -> np.ndarray:
         """The data as an ndarray sharing memory with the tensor (``torch.Tensor.numpy``)."""
@@ -354,8 +471,10 @@ class Tensor:
         _autograd.backward(self, g, bool(retain_graph))
 
     def detach(self) -> Tensor:
-        """The same data, cut from the graph (shares memory)."""
-        return Tensor(self._data)
+        """The same data, cut from the graph (shares memory, and so the version counter)."""
+        out = Tensor(self._data)
+        out._version_counter = self._version_counter
+        return out
 
     def detach_(self) -> Tensor:
         """Detach in place: drop the recorded history and stop requiring a gradient."""
@@ -366,16 +485,19 @@ class Tensor:
     def zero_(self) -> Tensor:
         """Fill the data with zeros in place; returns ``self``."""
         self._data[...] = 0
+        mark_modified(self)
         return self
 
     def fill_(self, value: builtins.float) -> Tensor:
         """Fill the data with ``value`` in place; returns ``self``."""
         self._data[...] = value
+        mark_modified(self)
         return self
 
     def copy_(self, src: TensorLike) -> Tensor:
         """Copy ``src`` (broadcast to this shape, cast to this dtype) into the data in place."""
         self._data[...] = _to_array(src)
+        mark_modified(self)
         return self
 
     # ------------------------------------------------------------ dtype
@@ -449,7 +571,8 @@ class Tensor:
             gb = unbroadcast(g * a, b.shape) if other.requires_grad else None
             return ga, gb
 
-        return _make(out, (self, other), backward)
+        saved = (other if self.requires_grad else None, self if other.requires_grad else None)
+        return _make(out, (self, other), backward, saved)
 
     def __rmul__(self, other) -> Tensor:
         return _operand(other, self).__mul__(self)
@@ -464,7 +587,7 @@ class Tensor:
             gb = unbroadcast(-g * out / b, b.shape) if other.requires_grad else None
             return ga, gb
 
-        return _make(out, (self, other), backward)
+        return _make(out, (self, other), backward, (other,), output=other.requires_grad)
 
     def __rtruediv__(self, other) -> Tensor:
         return _operand(other, self).__truediv__(self)
@@ -484,7 +607,7 @@ class Tensor:
                 gb = unbroadcast(g * out * log_a, b.shape)
             return ga, gb
 
-        return _make(out, (self, other), backward)
+        return _make(out, (self, other), backward, (self, other), output=other.requires_grad)
 
     def __rpow__(self, other) -> Tensor:
         return _operand(other, self).__pow__(self)
@@ -509,6 +632,7 @@ class Tensor:
                 "myelin.no_grad() (as optimizers do) or use the out-of-place operator"
             )
         ufunc(self._data, _to_array(other), out=self._data, casting="same_kind")
+        mark_modified(self)
         return self
 
     def __iadd__(self, other):
@@ -572,24 +696,24 @@ class Tensor:
     def exp(self) -> Tensor:
         """Element-wise ``e**x``, same shape and dtype."""
         out = np.exp(self._data)
-        return _make(out, (self,), lambda g: (g * out,))
+        return _make(out, (self,), lambda g: (g * out,), output=True)
 
     def log(self) -> Tensor:
         """Element-wise natural logarithm, same shape and dtype (``-inf`` at 0, nan below)."""
         x = self._data
         with np.errstate(divide="ignore", invalid="ignore"):
             out = np.log(x)
-        return _make(out, (self,), lambda g: (g / x,))
+        return _make(out, (self,), lambda g: (g / x,), (self,))
 
     def sqrt(self) -> Tensor:
         """Element-wise square root, same shape and dtype."""
         out = np.sqrt(self._data)
-        return _make(out, (self,), lambda g: (g / (2 * out),))
+        return _make(out, (self,), lambda g: (g / (2 * out),), output=True)
 
     def abs(self) -> Tensor:
         """Element-wise ``|x|`` (``torch.abs``); the gradient is ``sign(x)``."""
         x = self._data
-        return _make(np.abs(x), (self,), lambda g: (g * np.sign(x),))
+        return _make(np.abs(x), (self,), lambda g: (g * np.sign(x),), (self,))
 
     def clamp(self, min: builtins.float | None = None, max: builtins.float | None = None) -> Tensor:
         """Values limited to [min, max]; the gradient flows where the value was not clipped."""
@@ -604,7 +728,7 @@ class Tensor:
                 keep &= x <= max
             return (g * keep,)
 
-        return _make(out, (self,), backward)
+        return _make(out, (self,), backward, (self,))
 
     clip = clamp
 
@@ -691,7 +815,7 @@ class Tensor:
                 return (full.reshape(x.shape),)
 
             return _make(out, (self,), backward)
-        d = _check_axis(dim, x.ndim)
+        d = _check_dim(dim, x.ndim)
         idx = np.expand_dims(arg(x, axis=d), d)
         vals = np.take_along_axis(x, idx, axis=d)
 
@@ -718,14 +842,14 @@ class Tensor:
         """Index of the largest element (of the flattened tensor when ``dim`` is None)."""
         if dim is None:
             return Tensor(np.asarray(np.argmax(self._data), dtype=np.int64))
-        d = _check_axis(dim, self.ndim)
+        d = _check_dim(dim, self.ndim)
         return Tensor(np.argmax(self._data, axis=d, keepdims=keepdim).astype(np.int64))
 
     def argmin(self, dim: builtins.int | None = None, keepdim: builtins.bool = False) -> Tensor:
         """Indices of the minima over ``dim`` (over the flattened tensor if None), int64."""
         if dim is None:
             return Tensor(np.asarray(np.argmin(self._data), dtype=np.int64))
-        d = _check_axis(dim, self.ndim)
+        d = _check_dim(dim, self.ndim)
         return Tensor(np.argmin(self._data, axis=d, keepdims=keepdim).astype(np.int64))
 
     def norm(self) -> Tensor:
@@ -743,7 +867,8 @@ class Tensor:
             out = self._data.reshape(shape)
         except (ValueError, TypeError) as exc:
             raise ValueError(f"cannot reshape a tensor of shape {src} to {shape}: {exc}") from None
-        return _make(out, (self,), lambda g: (g.reshape(src),))
+        view = self if np.may_share_memory(out, self._data) else None
+        return _make(out, (self,), lambda g: (g.reshape(src),), view_of=view)
 
     view = reshape
 
@@ -752,8 +877,8 @@ class Tensor:
         shape = self._data.shape
         if not shape:
             return self.reshape(1)
-        s = _check_axis(start_dim, len(shape))
-        e = _check_axis(end_dim, len(shape))
+        s = _check_dim(start_dim, len(shape), "start_dim")
+        e = _check_dim(end_dim, len(shape), "end_dim")
         merged = 1
         for n in shape[s : e + 1]:
             merged *= n
@@ -763,14 +888,15 @@ class Tensor:
         """The dimensions reordered as ``dims`` (a view of the data)."""
         if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
             dims = tuple(dims[0])
-        dims = tuple(_check_axis(d, self.ndim) for d in dims)
+        dims = tuple(_check_dim(d, self.ndim, "dims") for d in dims)
         inv = tuple(np.argsort(dims))
-        return _make(self._data.transpose(dims), (self,), lambda g: (g.transpose(inv),))
+        out = self._data.transpose(dims)
+        return _make(out, (self,), lambda g: (g.transpose(inv),), view_of=self)
 
     def transpose(self, dim0: builtins.int, dim1: builtins.int) -> Tensor:
         """Swap dimensions ``dim0`` and ``dim1`` (a view of the data)."""
         order = list(range(self.ndim))
-        a, b = _check_axis(dim0, self.ndim), _check_axis(dim1, self.ndim)
+        a, b = _check_dim(dim0, self.ndim, "dim0"), _check_dim(dim1, self.ndim, "dim1")
         order[a], order[b] = order[b], order[a]
         return self.permute(order)
 
@@ -791,7 +917,7 @@ class Tensor:
         """Drop ``dim`` if it has size 1 (every size-1 dimension if None)."""
         if dim is None:
             return self.reshape(tuple(n for n in self.shape if n != 1))
-        d = _check_axis(dim, self.ndim)
+        d = _check_dim(dim, self.ndim)
         if self.shape[d] != 1:
             return self
         return self.reshape(self.shape[:d] + self.shape[d + 1 :])
@@ -811,7 +937,8 @@ class Tensor:
             np.add.at(full, index, g)
             return (full,)
 
-        return _make(out, (self,), backward)
+        view = self if np.may_share_memory(out, x) else None  # basic indexing gives a view
+        return _make(out, (self,), backward, view_of=view)
 
     def __setitem__(self, index, value) -> None:
         if self.requires_grad and is_grad_enabled():
@@ -821,6 +948,7 @@ class Tensor:
         if isinstance(index, Tensor):
             index = index._data
         self._data[index] = _to_array(value) if isinstance(value, (Tensor, list)) else value
+        mark_modified(self)
 
 
 def clear_grad(t: Tensor, set_to_none: bool = True) -> None:
@@ -839,14 +967,62 @@ def clear_grad(t: Tensor, set_to_none: bool = True) -> None:
 
 
 def _unwrap(x):
-    """Tensors inside (nested tuples/lists/dicts of) ``x`` replaced by their ndarrays."""
+    """Tensors inside (nested tuples/lists/dicts of) ``x`` replaced by their ndarrays.
+
+    Iterative, so that arguments nested deeper than the recursion limit raise RecursionError
+    (as a recursive walk in Python would) instead of overflowing the C stack where this module
+    is compiled."""
     if isinstance(x, Tensor):
         return x._data
-    if isinstance(x, (list, tuple)):
-        return type(x)(_unwrap(v) for v in x)
-    if isinstance(x, dict):
-        return {k: _unwrap(v) for k, v in x.items()}
-    return x
+    if not isinstance(x, (list, tuple, dict)):
+        return x
+    limit = sys.getrecursionlimit()
+    # one frame per container being rebuilt: (the container, its items, their unwrapped values)
+    stack: list[tuple[Any, list, list]] = [(x, _items(x), [])]
+    while True:
+        container, items, done = stack[-1]
+        if len(done) < len(items):
+            v = items[len(done)]
+            if isinstance(v, (list, tuple, dict)):
+                if len(stack) >= limit:
+                    raise RecursionError(
+                        f"the arguments are nested more than {limit} deep (the recursion limit)"
+                    )
+                stack.append((v, _items(v), []))
+            else:
+                done.append(v._data if isinstance(v, Tensor) else v)
+            continue
+        stack.pop()
+        if isinstance(container, dict):
+            value: Any = dict(zip(container.keys(), done, strict=True))
+        elif type(container) is list:
+            value = done
+        else:
+            value = type(container)(done)
+        if not stack:
+            return value
+        stack[-1][2].append(value)
+
+
+def _items(c) -> list:
+    """The values of the list, tuple or dict ``c``, in order."""
+    return list(c.values()) if isinstance(c, dict) else list(c)
+
+
+def _mark_tensors(x) -> None:
+    """mark_modified on ``x`` when it is a Tensor, or on the Tensors in the tuple ``x``."""
+    if isinstance(x, Tensor):
+        mark_modified(x)
+    elif isinstance(x, tuple):
+        for t in x:
+            if isinstance(t, Tensor):
+                mark_modified(t)
+
+
+# NumPy functions that write into their first argument (np.copyto(t, ...), ...)
+_WRITES_FIRST = frozenset(
+    (np.copyto, np.put, np.place, np.putmask, np.put_along_axis, np.fill_diagonal)
+)
 
 
 _UFUNC_OPS = {
@@ -890,7 +1066,8 @@ def matmul(a: TensorLike, b: TensorLike) -> Tensor:
             gb = unbroadcast(gb, yb.shape).reshape(y.shape)
         return ga, gb
 
-    return _make(out, (a, b), backward)
+    saved = (b if a.requires_grad else None, a if b.requires_grad else None)
+    return _make(out, (a, b), backward, saved)
 
 
 # ---------------------------------------------------------------- constructors
@@ -902,7 +1079,7 @@ def _shape(size) -> tuple:
     try:
         shape = tuple(operator.index(n) for n in size)
     except TypeError:
-        raise TypeError(f"size must be integers, got {size!r}") from None
+        raise TypeError(f"size must be integers, got {reprlib.repr(size)}") from None
     if any(n < 0 for n in shape):
         raise ValueError(f"size must be non-negative, got {shape}")
     return shape
@@ -927,7 +1104,8 @@ def tensor(data: TensorLike, dtype: DTypeLike | None = None, requires_grad: bool
 
 
 def from_numpy(array: np.ndarray) -> Tensor:
-    """A tensor sharing memory with ``array`` (``torch.from_numpy``)."""
+    """A tensor sharing memory with ``array`` (``torch.from_numpy``); an array in the other
+    byte order (big-endian on x86 and ARM) is copied into the machine's (PyTorch refuses it)."""
     if not isinstance(array, np.ndarray):
         raise TypeError(f"array must be a numpy.ndarray, got {type(array).__name__}")
     return Tensor(_to_array(array))
@@ -1026,7 +1204,7 @@ def cat(tensors: Sequence[TensorLike], dim: int = 0) -> Tensor:
     ts = [as_tensor(t) for t in tensors]
     if not ts:
         raise ValueError("cat() needs at least one tensor")
-    d = _check_axis(dim, ts[0].ndim)
+    d = _check_dim(dim, ts[0].ndim)
     out = np.concatenate([t._data for t in ts], axis=d)
     bounds = np.cumsum([t.shape[d] for t in ts])[:-1]
     return _make(out, tuple(ts), lambda g: tuple(np.split(g, bounds, axis=d)))

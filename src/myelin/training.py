@@ -529,6 +529,10 @@ def _chain_step(state: _Compiled, loss: nn.CrossEntropyLoss, xb, yb):
             return None
     weights, biases = chain.arrays()
     acts, slopes, params = chain.acts, chain.slopes, chain.params
+    # the backward reads the weights after the first (the inputs need no gradient): their
+    # versions now, checked before it runs, as the graph's backward does
+    saved = chain.weights[1:]
+    versions = [w._version for w in saved]
     workspace = model.__dict__.get("_workspace")
     outs = ops.linear_chain_fast(
         xb, weights, biases, acts, slopes, 0 if workspace is None else workspace.min_size
@@ -549,6 +553,7 @@ def _chain_step(state: _Compiled, loss: nn.CrossEntropyLoss, xb, yb):
     )
 
     def backward() -> None:
+        _autograd.check_saved(saved, versions, _chain_step)
         grads = ops.linear_chain_backward_fast(grad, outs, weights, acts, slopes, False)
         if grads is None:  # not expected: the forward made the same checks
             _loss(state, model(Tensor(xb)), yb).backward()

@@ -6,8 +6,12 @@ graph node whose backward is one (or two) kernel calls of :mod:`myelin.ops`.
 
 from __future__ import annotations
 
+import operator
 import sys
+import threading
 import warnings
+import weakref
+from collections import OrderedDict, deque
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -53,7 +57,7 @@ def _float_input(x, name: str, like: Tensor | None = None) -> Tensor:
     dtype = like._data.dtype if like is not None else None
     if x is None:
         raise TypeError(f"{name} must be a tensor, array or nested list of numbers, got None")
-    if isinstance(x, np.ndarray) and x.dtype not in (np.float32, np.float64):
+    if isinstance(x, np.ndarray) and x.dtype.newbyteorder("=") not in (np.float32, np.float64):
         raise TypeError(
             f"{name} has dtype {x.dtype}; expected float32 or float64 (convert with "
             f".astype(np.float32))"
@@ -153,54 +157,204 @@ def linear(
     weight = _float_input(weight, "weight")
     x = _float_input(input, "input", like=weight)
     b = None if bias is None else _float_input(bias, "bias", like=weight)
-    y = ops.linear(
-        x._data,
-        weight._data,
-        None if b is None else b._data,
-        activation,
-        negative_slope=negative_slope,
-    )
+    xd, wd = x._data, weight._data
+    bd = None if b is None else b._data
+    y = ops.linear(xd, wd, bd, activation, negative_slope=negative_slope)
 
     def backward(g):
         gx, gw, gb = ops.linear_backward(
-            g,
-            x._data,
-            weight._data,
-            y,
-            activation,
-            negative_slope=negative_slope,
-            need_grad_x=x.requires_grad,
+            g, xd, wd, y, activation, negative_slope=negative_slope, need_grad_x=x.requires_grad
         )
         return gx, gw, gb
 
-    return _tagged(_make(y, (x, weight, b), backward), activation)
+    # the backward reads the input for the weight's gradient, the weight for the input's, and
+    # the output for the activation's derivative
+    saved = (x if weight.requires_grad else None, weight if x.requires_grad else None)
+    out = _make(y, (x, weight, b), backward, saved, output=activation is not None)
+    return _tagged(out, activation)
 
 
 class Workspace:
     """A pool of reusable arrays, by shape and dtype, for the activations and gradient scratch of
     :func:`linear_chain`: a training step that runs the same shapes each time takes its large
     buffers from here instead of allocating them. Only arrays of at least ``min_size`` elements
-    are pooled (small ones cost less to allocate than to look up)."""
+    are pooled (small ones cost less to allocate than to look up).
 
-    __slots__ = ("_free", "min_size")
+    The pool is bounded by bytes, least recently used arrays out. With ``max_bytes=None`` (the
+    default) the bound follows what the calls need: each :func:`linear_chain` call announces
+    the bytes it may take (its working set: its large intermediate outputs and the backward's
+    scratch, from its shapes) with :meth:`expect`, and the bound is twice the sum, over the
+    chains using the pool, of the largest working set among each chain's last 8 calls. So a
+    step repeated with the same shapes finds all its arrays again (one working set fits twice),
+    two alternating batch sizes (a last, shorter batch) both stay, and a new batch size at every
+    step keeps the pool at two working sets instead of growing; when the batches get smaller,
+    the bound follows them down within 8 calls. An int ``max_bytes`` is a fixed bound instead.
 
-    def __init__(self, min_size: int = 16384) -> None:
-        self._free: dict = {}
+    ``nbytes``, ``len()``, :meth:`stats` and the repr say what it holds.
+    """
+
+    # headroom: how many working sets the adaptive bound holds; window: how many recent calls
+    # of a chain its working set is the largest of
+    _HEADROOM = 2
+    _WINDOW = 8
+
+    __slots__ = (
+        "_free",
+        "min_size",
+        "_max_bytes",
+        "_bound",
+        "_nbytes",
+        "_needs",
+        "_lock",
+        "_hits",
+        "_misses",
+        "_evicted",
+    )
+
+    def __init__(self, min_size: int = 16384, max_bytes: int | None = None) -> None:
+        if max_bytes is not None:
+            if isinstance(max_bytes, bool):
+                raise TypeError("max_bytes must be None or an int, got bool")
+            try:
+                max_bytes = operator.index(max_bytes)
+            except TypeError:
+                raise TypeError(
+                    f"max_bytes must be None or an int, got {type(max_bytes).__name__}"
+                ) from None
+            if max_bytes < 0:
+                raise ValueError(f"max_bytes must be None or >= 0, got {max_bytes}")
+        # (shape, dtype) -> free arrays; ordered least recently used first
+        self._free: OrderedDict = OrderedDict()
         self.min_size = min_size
+        self._max_bytes = max_bytes
+        self._bound = 0 if max_bytes is None else max_bytes
+        self._nbytes = 0
+        # owner (a chain) -> its last working sets; entries go with their owner
+        self._needs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()  # threads sharing a model share its pool
+        self._hits = self._misses = self._evicted = 0
+
+    def __reduce__(self):
+        # a copy (copy.deepcopy, pickle) is an empty pool with the same settings: the arrays
+        # are scratch, and a lock cannot be copied
+        return (type(self), (self.min_size, self._max_bytes))
 
     def take(self, shape: tuple, dtype: DTypeLike) -> np.ndarray:
-        free = self._free.get((shape, dtype))
-        if free:
-            try:
-                return free.pop()  # atomic under the GIL: threads sharing a model stay safe
-            except IndexError:
-                pass
+        """A free array of ``shape`` and ``dtype`` from the pool (uninitialised), or a new one."""
+        key = (shape, dtype)
+        with self._lock:
+            free = self._free.get(key)
+            if free:
+                arr = free.pop()
+                if free:
+                    self._free.move_to_end(key)  # the most recently used now
+                else:
+                    del self._free[key]
+                self._nbytes -= arr.nbytes
+                self._hits += 1
+                return arr
+            self._misses += 1
         return np.empty(shape, dtype)
 
     def give(self, arr: np.ndarray) -> None:
-        free = self._free.setdefault((arr.shape, arr.dtype), [])
-        if len(free) < 4:
-            free.append(arr)
+        """Hand ``arr`` back for a later :meth:`take`; the least recently used arrays go while
+        the pool holds more than its bound."""
+        key = (arr.shape, arr.dtype)
+        with self._lock:
+            free = self._free.get(key)
+            if free is None:
+                self._free[key] = [arr]
+            else:
+                free.append(arr)
+                self._free.move_to_end(key)
+            self._nbytes += arr.nbytes
+            if self._nbytes > self._bound:
+                self._evict()
+
+    def expect(self, owner: object, nbytes: int) -> None:
+        """Record that ``owner`` (kept by a weak reference) takes up to ``nbytes`` in one call:
+        the adaptive bound follows these (see the class). A fixed ``max_bytes`` ignores them."""
+        with self._lock:
+            if self._max_bytes is not None:
+                return
+            needs = self._needs.get(owner)
+            if needs is None:
+                needs = self._needs[owner] = deque(maxlen=self._WINDOW)
+            needs.append(int(nbytes))
+            self._bound = self._HEADROOM * sum(max(n) for n in self._needs.values())
+            if self._nbytes > self._bound:
+                self._evict()
+
+    def _evict(self) -> None:
+        """Drop least recently used arrays until the pool is within its bound (lock held)."""
+        free = self._free
+        while self._nbytes > self._bound and free:
+            key, arrays = next(iter(free.items()))
+            arr = arrays.pop(0)
+            if not arrays:
+                del free[key]
+            self._nbytes -= arr.nbytes
+            self._evicted += 1
+
+    def clear(self) -> None:
+        """Drop every array the pool holds."""
+        with self._lock:
+            self._free.clear()
+            self._nbytes = 0
+
+    @property
+    def nbytes(self) -> int:
+        """The bytes of the arrays the pool holds now."""
+        return self._nbytes
+
+    @property
+    def max_bytes(self) -> int:
+        """The bound on ``nbytes`` now: the fixed ``max_bytes``, or the adaptive one."""
+        return self._bound
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(a) for a in self._free.values())
+
+    def stats(self) -> dict:
+        """What the pool holds and has done: ``arrays``, ``nbytes``, ``max_bytes``, ``hits``
+        and ``misses`` (takes it could and could not serve) and ``evicted`` (arrays dropped to
+        stay within the bound)."""
+        with self._lock:
+            arrays = sum(len(a) for a in self._free.values())
+            return {
+                "arrays": arrays,
+                "nbytes": self._nbytes,
+                "max_bytes": self._bound,
+                "hits": self._hits,
+                "misses": self._misses,
+                "evicted": self._evicted,
+            }
+
+    def __repr__(self) -> str:
+        st = self.stats()
+        kind = "adaptive" if self._max_bytes is None else "fixed"
+        return (
+            f"Workspace({st['arrays']} arrays, {_mib(st['nbytes'])} held of {_mib(st['max_bytes'])}"
+            f" ({kind} bound), {st['hits']} hits, {st['misses']} misses, "
+            f"{st['evicted']} evicted, min_size={self.min_size})"
+        )
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def _working_set(rows: int, widths: list, itemsize: int, min_size: int, recording: bool) -> int:
+    """The bytes one :func:`linear_chain` call on ``rows`` rows may take from its workspace,
+    ``widths`` being its layers' output features: without a graph, two intermediate outputs at
+    a time; with one, every large intermediate output (kept for the backward) and the
+    backward's scratch, at most three arrays of the widest layer's size at a time."""
+    sizes = [rows * w for w in widths[:-1] if rows * w >= min_size]
+    if not recording:
+        return 2 * max(sizes, default=0) * itemsize
+    widest = max([rows * w for w in widths if rows * w >= min_size], default=0)
+    return (sum(sizes) + 3 * widest) * itemsize
 
 
 def _spare_grad(p, shape: tuple, dtype):
@@ -255,7 +409,16 @@ class _Chain:
     activations and slopes, the parameters (the graph node's parents after the input) and the
     layers without a bias. ``nn.Sequential`` keeps one per run of Linear layers in its plan."""
 
-    __slots__ = ("layers", "acts", "slopes", "params", "no_bias")
+    __slots__ = (
+        "layers",
+        "acts",
+        "slopes",
+        "params",
+        "no_bias",
+        "weights",
+        "_later",
+        "__weakref__",
+    )
 
     def __init__(self, layers: Sequence[Sequence[Any]]) -> None:
         self.layers = list(layers)
@@ -266,6 +429,14 @@ class _Chain:
             params += (layer[0], layer[1])
         self.params = tuple(params)
         self.no_bias = [i for i, layer in enumerate(self.layers) if layer[1] is None]
+        self.weights = tuple(layer[0] for layer in self.layers)
+        self._later = self.weights[1:]
+
+    def saved(self, x: Tensor) -> tuple:
+        """The tensors whose values the backward reads, for their version check: the input
+        (for the first weight's gradient), the weights after the first (for the gradients of
+        their inputs) and the first one when the input needs a gradient."""
+        return (x,) + (self.weights if x.requires_grad else self._later)
 
     def arrays(self) -> tuple[list, list]:
         """The weights' and biases' arrays now (a bias None where there is none)."""
@@ -289,7 +460,12 @@ def _linear_chain(x: Tensor, chain: _Chain, workspace: Workspace | None) -> Tens
     pooled: list[np.ndarray] = []  # intermediate outputs taken from the workspace
     fast = outs is not None  # then nothing in the chain is large enough to pool
     if not fast:
-        outs = _chain_forward(x._data, weights, biases, acts, slopes, workspace, recording, pooled)
+        h = x._data
+        if workspace is not None and h.ndim == 2:
+            widths = [w.shape[0] for w in weights]
+            need = _working_set(h.shape[0], widths, h.dtype.itemsize, workspace.min_size, recording)
+            workspace.expect(chain, need)
+        outs = _chain_forward(h, weights, biases, acts, slopes, workspace, recording, pooled)
     if not recording:
         return Tensor(outs[-1])
 
@@ -313,7 +489,11 @@ def _linear_chain(x: Tensor, chain: _Chain, workspace: Workspace | None) -> Tens
             pooled.clear()
 
         backward.release = release
-    return _make(outs[-1], (x, *chain.params), backward)
+    # the last output is read by the backward when an activation follows the last layer (the
+    # others are the chain's own arrays, which no one else sees)
+    return _make(
+        outs[-1], (x, *chain.params), backward, chain.saved(x), output=acts[-1] is not None
+    )
 
 
 def _chain_forward(h, weights, biases, acts, slopes, workspace, recording, pooled) -> list:
@@ -397,7 +577,12 @@ def _chain_backward(g, x, layers, outs, weights, acts, slopes, workspace) -> lis
 def _activation(x, forward, backward, name: str) -> Tensor:
     x = _float_input(x, "input")
     y = forward(x._data)
-    return _tagged(_make(y, (x,), lambda g: (backward(g, y),)), name)
+
+    def backward_fn(g):
+        return (backward(g, y),)
+
+    backward_fn.op = name  # for the version check's message
+    return _tagged(_make(y, (x,), backward_fn, output=True), name)
 
 
 def relu(input: TensorLike) -> Tensor:
@@ -429,14 +614,15 @@ def softmax(input: TensorLike, dim: int = -1) -> Tensor:
     """``exp(x) / sum(exp(x))`` along ``dim``."""
     x = _float_input(input, "input")
     y = ops.softmax(x._data, axis=dim)
-    return _tagged(_make(y, (x,), lambda g: (ops.softmax_backward(g, y, axis=dim),)), "softmax")
+    out = _make(y, (x,), lambda g: (ops.softmax_backward(g, y, axis=dim),), output=True)
+    return _tagged(out, "softmax")
 
 
 def log_softmax(input: TensorLike, dim: int = -1) -> Tensor:
     """``log(softmax(x))`` computed stably along ``dim``."""
     x = _float_input(input, "input")
     y = ops.log_softmax(x._data, axis=dim)
-    return _make(y, (x,), lambda g: (ops.log_softmax_backward(g, y, axis=dim),))
+    return _make(y, (x,), lambda g: (ops.log_softmax_backward(g, y, axis=dim),), output=True)
 
 
 def dropout(

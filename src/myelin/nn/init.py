@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from myelin import _random
-from myelin.tensor import Tensor
+from myelin.tensor import Tensor, mark_modified
 
 if TYPE_CHECKING:
     from myelin._typing import GeneratorLike
@@ -63,6 +63,7 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
 def _fill(tensor, values: np.ndarray | float) -> Tensor:
     a = _target(tensor)
     a[...] = values
+    mark_modified(tensor)
     return tensor
 
 

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict, namedtuple
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from myelin.tensor import Tensor, _to_array, clear_grad
+from myelin.tensor import Tensor, _to_array, clear_grad, mark_modified
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -132,16 +133,30 @@ class Module:
     def named_modules(
         self, memo: set[int] | None = None, prefix: str = ""
     ) -> Iterator[tuple[str, Module]]:
-        """Yield ``(name, module)`` for this module and every descendant, each once."""
+        """Yield ``(name, module)`` for this module and every descendant, each once, parents
+        before their children (depth first, children in registration order).
+
+        The walk keeps its own stack, so a deep tree cannot overflow the C stack; one nested
+        deeper than the recursion limit (``sys.getrecursionlimit()``) raises RecursionError,
+        as a recursive walk in Python would."""
         if memo is None:
             memo = set()
-        if id(self) in memo:
-            return
-        memo.add(id(self))
-        yield prefix, self
-        for name, m in self._modules.items():
-            if m is not None:
-                yield from m.named_modules(memo, f"{prefix}.{name}" if prefix else name)
+        limit = sys.getrecursionlimit()
+        stack = [(prefix, self, 0)]
+        while stack:
+            name, m, depth = stack.pop()
+            if id(m) in memo:
+                continue
+            memo.add(id(m))
+            yield name, m
+            children = [(k, c) for k, c in m._modules.items() if c is not None]
+            if children and depth >= limit:
+                raise RecursionError(
+                    f"{type(self).__name__}: the module tree is nested more than {limit} deep "
+                    f"(the recursion limit, sys.getrecursionlimit())"
+                )
+            for k, c in reversed(children):
+                stack.append((f"{name}.{k}" if name else k, c, depth + 1))
 
     def modules(self) -> Iterator[Module]:
         """Yield this module and every descendant, each once."""
@@ -178,10 +193,28 @@ class Module:
             yield p
 
     def apply(self, fn: Callable[[Module], Any]) -> Module:
-        """Call ``fn`` on every child, recursively, then on ``self``; returns ``self``."""
-        for m in self.children():
-            m.apply(fn)
-        fn(self)
+        """Call ``fn`` on every child, recursively, then on ``self``; returns ``self``
+        (``torch.nn.Module.apply``: a module registered twice is visited twice).
+
+        The walk keeps its own stack; a tree nested deeper than the recursion limit raises
+        RecursionError, as a recursive walk in Python would."""
+        # a walk that visits a parent before its children, last child first, reversed: every
+        # child before its parent, and the children in order
+        order = []
+        stack = [(self, 0)]
+        limit = sys.getrecursionlimit()
+        while stack:
+            m, depth = stack.pop()
+            order.append(m)
+            children = [c for c in m._modules.values() if c is not None]
+            if children and depth >= limit:
+                raise RecursionError(
+                    f"{type(self).__name__}.apply: the module tree is nested more than {limit} "
+                    f"deep (the recursion limit, sys.getrecursionlimit())"
+                )
+            stack.extend((c, depth + 1) for c in children)
+        for m in reversed(order):
+            fn(m)
         return self
 
     # ------------------------------------------------------------ modes and gradients
@@ -245,6 +278,7 @@ class Module:
             values[k] = arr
         for k, arr in values.items():
             np.copyto(own[k]._data, arr, casting="unsafe")
+            mark_modified(own[k])
         return IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------ Keras-style training

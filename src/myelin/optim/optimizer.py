@@ -222,7 +222,13 @@ class Optimizer:
         for group in self.param_groups:
             params = [p for p in group["params"] if p._grad is not None]
             if params:
-                self._update_group(params, group)
+                try:
+                    self._update_group(params, group)
+                finally:
+                    # the parameters changed in place, whichever path updated them: a graph
+                    # recorded before the step refuses to backward through the new values
+                    for p in params:
+                        p._version_counter[0] += 1  # mark_modified(p), inline: every step
         return loss
 
     def _update_group(self, params: list, group: dict) -> None:
