@@ -44,7 +44,7 @@ import numpy as np
 
 from myelin import nn
 from myelin.nn.module import Module, Parameter
-from myelin.tensor import Tensor
+from myelin.tensor import Tensor, mark_modified
 
 if TYPE_CHECKING:
     from typing import Any
@@ -996,6 +996,7 @@ def _set_weights(model: Module, weights: OrderedDict, where: str) -> None:
             )
         if arr.dtype == p._data.dtype:
             np.copyto(p._data, arr)
+            mark_modified(p)  # written in place: a graph recorded before the load must not use it
         else:  # keep the saved dtype (a layer's config need not record it)
             mod_name, _, attr = key.rpartition(".")
             new = Parameter(np.ascontiguousarray(arr), requires_grad=p.requires_grad)
