@@ -38,6 +38,7 @@ import warnings
 import zipfile
 import zlib
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -208,6 +209,7 @@ def _json_depth(doc, limit: int) -> int:
     deepest, stack = 0, [(doc, 1)]
     while stack:
         node, depth = stack.pop()
+        children: Iterable
         if isinstance(node, dict):
             children = node.values()
         elif isinstance(node, list):
@@ -494,7 +496,7 @@ class _Archive:
         self.where = _describe(path)
         self._opened = isinstance(path, (str, bytes, os.PathLike))
         self._file = _open_regular(path) if self._opened else path
-        self._zip = None
+        self._zip: zipfile.ZipFile | None = None
         try:
             self._members = self._index()
         except BaseException:
@@ -508,6 +510,11 @@ class _Archive:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def _open_zip(self) -> zipfile.ZipFile:
+        if self._zip is None:
+            raise ValueError(f"{self.where} is closed")
+        return self._zip
 
     def close(self) -> None:
         if self._zip is not None:
@@ -539,8 +546,8 @@ class _Archive:
         if not magic.startswith(_ZIP_MAGICS):
             raise self._not_myelin("it does not start as a zip archive")
         try:
-            self._zip = zipfile.ZipFile(f)
-            infos = self._zip.infolist()
+            zf = self._zip = zipfile.ZipFile(f)
+            infos = zf.infolist()
         except _CORRUPT as exc:
             raise self._not_myelin(f"a broken zip archive: {exc}") from exc
         members: dict[str, zipfile.ZipInfo] = {}
@@ -641,7 +648,7 @@ class _Archive:
         if info is None:
             raise ValueError(f"{self.where}: corrupt file, the array entry {name!r} does not exist")
         try:
-            with self._zip.open(info) as fp:
+            with self._open_zip().open(info) as fp:
                 npy = _parse_npy_header(fp)
         except _CORRUPT as exc:
             raise self._error(name, str(exc)) from exc
@@ -676,13 +683,13 @@ class _Archive:
             out = np.empty(count, npy.dtype)
             if out.nbytes != npy.nbytes:
                 raise ValueError(f"its dtype {npy.dtype} does not have a fixed size")
-            with self._zip.open(self._members[name]) as fp:
+            with self._open_zip().open(self._members[name]) as fp:
                 fp.read(npy.offset)
                 if npy.nbytes:
-                    view = memoryview(out.view(np.uint8))
+                    view = memoryview(out.view(np.uint8))  # type: ignore[arg-type]
                     done = 0
                     while done < npy.nbytes:
-                        n = fp.readinto(view[done : done + _CHUNK])
+                        n = fp.readinto(view[done : done + _CHUNK])  # type: ignore[attr-defined]
                         if not n:
                             raise EOFError("the member's data ends early")
                         done += n

@@ -291,7 +291,7 @@ class Dense(Module):
         n_in, n_out = args["in_features"], args["units"]
         if n_in is None:
             return {}
-        shapes = {"weight": (n_out, n_in)}
+        shapes: dict[str, tuple[int, ...]] = {"weight": (n_out, n_in)}
         if args["use_bias"]:
             shapes["bias"] = (n_out,)
         return shapes

@@ -136,7 +136,7 @@ class Linear(Module):
             )
         _slope(negative_slope, "Linear")
         _float_dtype(dtype)
-        shapes = {"weight": (n_out, n_in)}
+        shapes: dict[str, tuple[int, ...]] = {"weight": (n_out, n_in)}
         if _bool(bias, "bias", "Linear"):
             shapes["bias"] = (n_out,)
         return shapes
@@ -278,7 +278,7 @@ class Dropout(Module):
         super().__init__()
         if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p <= 1.0:
             raise ValueError(f"Dropout: p must be a probability in [0, 1], got {p!r}")
-        self.p = float(p)
+        self.p: float = float(p)
 
     def forward(self, x: TensorLike) -> Tensor:
         return F.dropout(x, self.p, self.training)
