@@ -576,3 +576,46 @@ def test_overlap_checks_are_exact_for_strided_operands():
         _kernels.gemm(rows[0::2], a, b)
     _kernels.gemm(rows[1::2], a, b)
     np.testing.assert_array_equal(rows[1::2], a)
+
+
+def test_multi_step_entries_that_are_not_arrays_are_named():
+    """A missing state (None) in a multi-tensor step is refused naming it; the kernel would
+    otherwise take it for an unused state (a NULL pointer)."""
+    p, g = np.ones(4), np.ones(4)
+    with pytest.raises(TypeError, match=r"exp_avg.*None"):
+        ops.adam_step_multi([p], [g], [None], [np.zeros(4)], steps=[1])
+    with pytest.raises(TypeError, match=r"exp_avg_sqs\[0\] must be a numpy.ndarray, got NoneType"):
+        _kernels.adam_multi([p], [g], [np.zeros(4)], [None], None, [1], 0.1, 0.9, 0.99, 1e-8, 0, 0)
+    with pytest.raises(TypeError, match=r"max_exp_avg_sqs\[0\]"):
+        _kernels.adam_multi(
+            [p], [g], [np.zeros(4)], [np.zeros(4)], [None], [1], 0.1, 0.9, 0.99, 1e-8, 0, 0
+        )
+    with pytest.raises(TypeError, match=r"momentum_buffers\[0\]"):
+        _kernels.sgd_multi([p], [g], [None], 0.1, 0.9, 0.0, 0.0, False, [False])
+    with pytest.raises(ValueError, match="momentum needs a buffer"):
+        _kernels.sgd_step(p, None, g, 0.1, 0.9, 0, 0, 0, 0)
+    assert (p == 1).all()
+
+
+# ---------------------------------------------------------------- finding 12: the fuzz layouts
+
+
+def test_fuzz_layouts_are_generated_as_named():
+    """tests/fuzz_cases.py sampled "unaligned" but tested how == "unalign": unaligned operands
+    were never generated. Each layout it names now gives the same values laid out so."""
+    import fuzz_cases
+
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    checks = {
+        "c": lambda u: u.flags.c_contiguous and u.flags.aligned and u.dtype.isnative,
+        "f": lambda u: u.flags.f_contiguous and not u.flags.c_contiguous,
+        "strided": lambda u: u.base is not None,
+        "reversed": lambda u: u.strides[-1] < 0,
+        "readonly": lambda u: not u.flags.writeable,
+        "unaligned": lambda u: not u.flags.aligned,
+        "swapped": lambda u: not u.dtype.isnative and u.dtype.newbyteorder("=") == a.dtype,
+    }
+    for how, check in checks.items():
+        got = fuzz_cases._layout(lambda strategy, how=how: how, a)
+        np.testing.assert_array_equal(got, a, err_msg=how)
+        assert check(got), how

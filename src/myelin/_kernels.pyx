@@ -58,9 +58,11 @@ cdef inline int _same(cnp.ndarray a, bint f64, Py_ssize_t size, bint write) exce
     return 0
 
 
-cdef inline cnp.ndarray _arr(object a, str name):
-    """a as an ndarray, checked: an unchecked cast of anything else would be read as one."""
-    if not isinstance(a, np.ndarray):
+cdef inline cnp.ndarray _arr(object a, tuple names, int role, Py_ssize_t entry, bint multi):
+    """a as an ndarray, checked: an unchecked cast of anything else would be read as one. The
+    argument is names[role] (of entry `entry` of a multi-tensor call)."""
+    if not isinstance(a, cnp.ndarray):
+        name = f"{names[role]}[{entry}]" if multi else names[role]
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
     return <cnp.ndarray>a
 
@@ -121,7 +123,7 @@ cdef inline void _span(_Span *s, cnp.ndarray a, Py_ssize_t entry, int role, bint
     s.inplace = inplace
 
 
-cdef int _span_order(const void *a, const void *b) noexcept nogil:
+cdef inline int _span_order(const void *a, const void *b) noexcept nogil:
     cdef const _Span *x = <const _Span *>a
     cdef const _Span *y = <const _Span *>b
     if x.lo != y.lo:
@@ -152,12 +154,25 @@ cdef int _check_spans(_Span *s, Py_ssize_t n, tuple names, bint multi) except -1
     same bytes, of one entry, and the read one is `inplace`. Sorted by start, one sweep: a span
     meets an earlier one exactly when that one ends past its start, so keeping the furthest end
     of all spans and of written spans seen so far finds any such pair (O(n log n))."""
-    qsort(s, n, sizeof(_Span), _span_order)
     cdef Py_ssize_t i = 0, j, k, w, far_any = -1, far_written = -1
-    while i < n:
-        if s[i].lo == s[i].hi:  # empty: no memory to share
+    cdef _Span t
+    for j in range(n):  # empty spans share nothing: dropped
+        if s[j].lo != s[j].hi:
+            s[i] = s[j]
             i += 1
-            continue
+    n = i
+    if n > 32:
+        qsort(s, n, sizeof(_Span), _span_order)
+    else:  # the usual few arrays: an insertion sort, without a call per comparison
+        for j in range(1, n):
+            t = s[j]
+            k = j - 1
+            while k >= 0 and _span_order(&s[k], &t) > 0:
+                s[k + 1] = s[k]
+                k -= 1
+            s[k + 1] = t
+    i = 0
+    while i < n:
         j = i + 1  # the group [i, j) spans the same bytes
         while j < n and s[j].lo == s[i].lo and s[j].hi == s[i].hi:
             j += 1
@@ -192,6 +207,32 @@ cdef inline bint _meets(object a, object b):
     cdef const char *py = <const char *>cnp.PyArray_DATA(y)
     cdef Py_ssize_t nx = cnp.PyArray_NBYTES(x), ny = cnp.PyArray_NBYTES(y)
     return nx > 0 and ny > 0 and px < py + ny and py < px + nx
+
+
+def read_apart(cnp.ndarray a, tuple written, bint in_place=False):
+    """The C-contiguous input a as a kernel writing the C-contiguous arrays `written` (None
+    entries skipped) may read it: a itself when it shares memory with none of them or, with
+    in_place (an element-wise kernel), is exactly the memory of one; else a copy of a, so that
+    the op reads its inputs as they were before it writes. At C speed: the hot paths call it."""
+    cdef const char *lo = <const char *>cnp.PyArray_DATA(a)
+    cdef const char *hi = lo + cnp.PyArray_NBYTES(a)
+    cdef const char *wlo
+    cdef const char *whi
+    cdef cnp.ndarray w
+    if lo == hi:
+        return a
+    for item in written:
+        if item is None:
+            continue
+        w = _arr(item, ("written",), 0, 0, False)
+        wlo = <const char *>cnp.PyArray_DATA(w)
+        whi = wlo + cnp.PyArray_NBYTES(w)
+        if wlo == whi or whi <= lo or hi <= wlo:
+            continue
+        if in_place and wlo == lo and whi == hi and cnp.PyArray_TYPE(w) == cnp.PyArray_TYPE(a):
+            continue
+        return a.copy()
+    return a
 
 
 cdef void _bounds(cnp.ndarray a, const char **lo, const char **hi) noexcept:
@@ -715,11 +756,11 @@ cdef struct _Entry:
 
 
 cdef int _entry(_Entry *e, _Span *spans, Py_ssize_t i, object p, object g, object s1,
-                object s2, object s3, tuple names, bint multi) except -1:
-    """Check one entry (p and the states s1..s3 written, None when unused; g read) into e and
-    its five spans (empty for a missing state)."""
-    cdef str at = f"[{i}]" if multi else ""
-    cdef cnp.ndarray P = _arr(p, names[0] + at), G = _arr(g, names[1] + at)
+                object s2, object s3, int required, tuple names, bint multi) except -1:
+    """Check one entry (p and the states s1..s3 written, g read) into e and its five spans.
+    The first `required` states must be arrays; a later one may be None (unused: a NULL
+    pointer, an empty span)."""
+    cdef cnp.ndarray P = _arr(p, names, 0, i, multi), G = _arr(g, names, 1, i, multi)
     cdef bint f64 = _is_f64(P)
     cdef Py_ssize_t n = cnp.PyArray_SIZE(P)
     _same(P, f64, n, True)
@@ -731,19 +772,20 @@ cdef int _entry(_Entry *e, _Span *spans, Py_ssize_t i, object p, object g, objec
     e.f64 = f64
     _span(&spans[0], P, i, 0, True, False)
     _span(&spans[1], G, i, 1, False, True)
-    e.s1 = _state(&spans[2], s1, P, f64, i, 2, names, at)
-    e.s2 = _state(&spans[3], s2, P, f64, i, 3, names, at)
-    e.s3 = _state(&spans[4], s3, P, f64, i, 4, names, at)
+    e.s1 = _state(&spans[2], s1, required >= 1, P, f64, i, 2, names, multi)
+    e.s2 = _state(&spans[3], s2, required >= 2, P, f64, i, 3, names, multi)
+    e.s3 = _state(&spans[4], s3, required >= 3, P, f64, i, 4, names, multi)
     return 0
 
 
-cdef void *_state(_Span *span, object state, cnp.ndarray P, bint f64, Py_ssize_t i, int role,
-                  tuple names, str at) except? NULL:
-    """The data of the optimizer state `state` of parameter P (NULL for None), checked."""
-    if state is None:
+cdef void *_state(_Span *span, object state, bint required, cnp.ndarray P, bint f64,
+                  Py_ssize_t i, int role, tuple names, bint multi) except? NULL:
+    """The data of the optimizer state `state` of parameter P (NULL for an unused None: a kernel
+    takes a NULL state as absent), checked."""
+    if state is None and not required:
         span.lo = span.hi = NULL
         return NULL
-    cdef cnp.ndarray S = _arr(state, names[role] + at)
+    cdef cnp.ndarray S = _arr(state, names, role, i, multi)
     _same(S, f64, cnp.PyArray_SIZE(P), True)
     _same_dims(P, S)
     _span(span, S, i, role, True, False)
@@ -785,7 +827,7 @@ def sgd_step(cnp.ndarray p, object buf, cnp.ndarray g, double lr, double momentu
         raise ValueError("sgd_step: momentum needs a buffer")
     cdef _Entry e
     cdef _Span s[5]
-    _entry(&e, s, 0, p, g, buf, None, None, _SGD_NAMES, False)
+    _entry(&e, s, 0, p, g, buf, None, None, momentum != 0.0, _SGD_NAMES, False)
     e.step = first_step
     _check_spans(s, 5, _SGD_NAMES, False)
     with nogil:
@@ -799,7 +841,7 @@ def adam_step(cnp.ndarray p, cnp.ndarray m, cnp.ndarray v, object vmax, cnp.ndar
         raise ValueError("adam_step: step must be >= 1")
     cdef _Entry e
     cdef _Span s[5]
-    _entry(&e, s, 0, p, g, m, v, vmax, _ADAM_NAMES, False)
+    _entry(&e, s, 0, p, g, m, v, vmax, 2, _ADAM_NAMES, False)
     e.step = step
     _check_spans(s, 5, _ADAM_NAMES, False)
     with nogil:
@@ -812,7 +854,7 @@ def rmsprop_step(cnp.ndarray p, cnp.ndarray sq, object buf, object gavg, cnp.nda
         raise ValueError("rmsprop_step: momentum needs a buffer")
     cdef _Entry e
     cdef _Span s[5]
-    _entry(&e, s, 0, p, g, sq, buf, gavg, _RMSPROP_NAMES, False)
+    _entry(&e, s, 0, p, g, sq, buf, gavg, 2 if momentum != 0.0 else 1, _RMSPROP_NAMES, False)
     _check_spans(s, 5, _RMSPROP_NAMES, False)
     with nogil:
         if e.f64:
@@ -836,7 +878,7 @@ def rmsprop_step(cnp.ndarray p, cnp.ndarray sq, object buf, object gavg, cnp.nda
 cdef inline int _plain_type(object a):
     """The float type number of a C-contiguous, aligned float32/float64 ndarray in the machine's
     byte order, else -1 (_is_f64's rule, answered rather than raised)."""
-    if type(a) is not np.ndarray:
+    if type(a) is not cnp.ndarray:
         return -1
     cdef cnp.ndarray arr = <cnp.ndarray>a
     cdef int t = cnp.PyArray_TYPE(arr)
@@ -1085,7 +1127,8 @@ def adam_multi(object params, object grads, object exp_avgs, object exp_avg_sqs,
                 raise ValueError(f"adam_multi: steps[{i}] must be >= 1")
         for i in range(n):
             _entry(&e[i], &spans[5 * i], i, P[i], G[i], M[i], V[i],
-                   None if VM is None else VM[i], _ADAM_MULTI_NAMES, True)
+                   None if VM is None else VM[i], 2 if VM is None else 3, _ADAM_MULTI_NAMES,
+                   True)
         _check_spans(spans, 5 * n, _ADAM_MULTI_NAMES, True)
         with nogil:
             for i in range(n):
@@ -1116,7 +1159,7 @@ def sgd_multi(object params, object grads, object bufs, double lr, double moment
             e[i].step = 1 if F[i] else 0
         for i in range(n):
             _entry(&e[i], &spans[5 * i], i, P[i], G[i], None if B is None else B[i], None,
-                   None, _SGD_MULTI_NAMES, True)
+                   None, momentum != 0.0, _SGD_MULTI_NAMES, True)
         _check_spans(spans, 5 * n, _SGD_MULTI_NAMES, True)
         with nogil:
             for i in range(n):
@@ -1132,7 +1175,7 @@ def softmax_xent_fast(object logits, object labels, object ignore_index, object 
     float logits and a 1-D C-contiguous int64 labels array all in range (or equal to
     ignore_index); None for anything else, bad labels included (the general path names them)."""
     cdef int t = _plain_type(logits)
-    if t < 0 or type(labels) is not np.ndarray or type(label_smoothing) is not float:
+    if t < 0 or type(labels) is not cnp.ndarray or type(label_smoothing) is not float:
         return None
     cdef cnp.ndarray L = <cnp.ndarray>logits, Y = <cnp.ndarray>labels
     if L.ndim != 2 or Y.ndim != 1 or not _plain_labels(Y):

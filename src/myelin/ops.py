@@ -139,18 +139,9 @@ def _contig(a: np.ndarray) -> np.ndarray:
     return a if a.flags.c_contiguous and a.flags.aligned else np.array(a, order="C")
 
 
-def _read_apart(a: np.ndarray, written, in_place: bool = False) -> np.ndarray:
-    """The C-contiguous input ``a`` as a kernel writing the C-contiguous arrays ``written`` may
-    read it: itself when it shares memory with none of them (or, with ``in_place``, for an
-    element-wise kernel, when it is exactly the memory of one), else a copy, so that the op
-    reads its inputs as they were before it writes."""
-    for w in written:
-        if w is None or not np.may_share_memory(a, w):  # contiguous: the bounds are exact
-            continue
-        same = a.__array_interface__["data"][0] == w.__array_interface__["data"][0]
-        if not (in_place and same and a.nbytes == w.nbytes and a.dtype == w.dtype):
-            return a.copy()
-    return a
+def _aligned(a: np.ndarray) -> np.ndarray:
+    """``a`` (any strides) itself when aligned, else an aligned C-contiguous copy."""
+    return a if a.flags.aligned else np.array(a, order="C")
 
 
 def _rows(a: np.ndarray, cols: int) -> np.ndarray:
@@ -283,7 +274,8 @@ def matmul(
             batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
         except ValueError:
             raise ValueError(
-                f"matmul: the batch dimensions of a {a.shape} and b {b.shape} do not broadcast"
+                f"matmul: the batch dimensions of a {a.shape} and b {b.shape} do not broadcast; "
+                f"expected batch dimensions that are equal or 1"
             ) from None
     full = batch + (M, N)
     shape = batch + ((M,) if a.ndim > 1 else ()) + ((N,) if b.ndim > 1 else ())
@@ -298,12 +290,9 @@ def matmul(
                 raise ValueError(f"matmul: out shares memory with {nm}; pass a separate array")
         copy_back = not _direct(res)
         work = np.empty(full, dtype) if copy_back else res.reshape(full)
-    # The kernels address elements by stride: an unaligned view (strides not a multiple of the
-    # item size) is copied first.
-    if not a2.flags.aligned:
-        a2 = np.ascontiguousarray(a2)
-    if not b2.flags.aligned:
-        b2 = np.ascontiguousarray(b2)
+    # The kernels address elements by stride: an unaligned view (its address or strides not a
+    # multiple of the item size) is copied first.
+    a2, b2 = _aligned(a2), _aligned(b2)
     _gemm_into(work, a2, b2)
     if out is not None and copy_back:
         np.copyto(res, work.reshape(shape))
@@ -366,9 +355,7 @@ def linear(
             )
     shape = x.shape[:-1] + (n_out,)
     x2 = _rows(x, n_in)
-    if not x2.flags.aligned:
-        x2 = np.ascontiguousarray(x2)
-    w_t = (weight if weight.flags.aligned else np.ascontiguousarray(weight)).T
+    x2, w_t = _aligned(x2), _aligned(weight).T
     if out is None:
         res = np.empty(shape, x.dtype)
         work = _rows(res, n_out)
@@ -539,7 +526,7 @@ def _unary(x, out, act: int, slope: float) -> np.ndarray:
     res = _check_out(out, "out", x.shape, x.dtype)
     xc = _contig(x)
     if _direct(res):
-        return _kernels.act_forward(res, _read_apart(xc, (res,), in_place=True), act, slope)
+        return _kernels.act_forward(res, _kernels.read_apart(xc, (res,), in_place=True), act, slope)
     np.copyto(res, _kernels.act_forward(np.empty(x.shape, x.dtype), xc, act, slope))
     return res
 
@@ -552,8 +539,8 @@ def _unary_backward(grad_y, y, out, act: int, slope: float, op: str) -> np.ndarr
         return _kernels.act_backward(np.empty(y.shape, y.dtype), gc, yc, act, slope)
     res = _check_out(out, "out", y.shape, y.dtype)
     if _direct(res):
-        gc = _read_apart(gc, (res,), in_place=True)
-        return _kernels.act_backward(res, gc, _read_apart(yc, (res,)), act, slope)
+        gc = _kernels.read_apart(gc, (res,), in_place=True)
+        return _kernels.act_backward(res, gc, _kernels.read_apart(yc, (res,)), act, slope)
     np.copyto(res, _kernels.act_backward(np.empty(y.shape, y.dtype), gc, yc, act, slope))
     return res
 
@@ -922,7 +909,7 @@ def sgd_step(
         buf = _state(momentum_buffer, "momentum_buffer", param, op)
     if _check_only:
         return
-    g = _read_apart(g, (param, buf), in_place=True)
+    g = _kernels.read_apart(g, (param, buf), in_place=True)
     _kernels.sgd_step(
         param, buf, g, lr, momentum, dampening, weight_decay, bool(nesterov), bool(first_step)
     )
@@ -981,7 +968,7 @@ def adam_step(
         m,
         v,
         vmax,
-        _read_apart(g, (param, m, v, vmax), in_place=True),
+        _kernels.read_apart(g, (param, m, v, vmax), in_place=True),
         _nonneg(lr, "lr"),
         beta1,
         beta2,
@@ -1003,17 +990,6 @@ def _diagnose_multi(lists: dict, check) -> None:
             check(i)
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"entry {i}: {exc}") from None
-
-
-def _steps(steps) -> tuple:
-    """Each tensor's step number, converted once (a hostile ``__index__`` runs once, here)."""
-    res = []
-    for i, step in enumerate(steps):
-        try:
-            res.append(operator.index(step))
-        except TypeError:
-            raise TypeError(f"entry {i}: step must be an int, got {type(step).__name__}") from None
-    return tuple(res)
 
 
 def adam_step_multi(
@@ -1049,7 +1025,7 @@ def adam_step_multi(
         raise ValueError("adam_step_multi: max_exp_avg_sqs is required when amsgrad=True")
     ps, gs, ms, vs = tuple(params), tuple(grads), tuple(exp_avgs), tuple(exp_avg_sqs)
     vmax = tuple(max_exp_avg_sqs) if amsgrad else None  # type: ignore[arg-type]
-    steps = _steps(steps)
+    steps = tuple(steps)  # converted to C integers by the binding, once per attempt
     if (
         type(lr) is float
         and type(eps) is float
@@ -1098,7 +1074,7 @@ def adam_step_multi(
     # as adam_step reads it. Then only arrays of different entries can still share memory, and
     # the call refuses that, naming both.
     gs = tuple(
-        _read_apart(
+        _kernels.read_apart(
             _grad(gs[i], ps[i], "adam_step"),
             (ps[i], ms[i], vs[i], None if vmax is None else vmax[i]),
             in_place=True,
@@ -1155,7 +1131,7 @@ def sgd_step_multi(
     # all valid on their own: gradients read as sgd_step reads them, then one call (as in
     # adam_step_multi)
     gs = tuple(
-        _read_apart(
+        _kernels.read_apart(
             _grad(gs[i], ps[i], "sgd_step"),
             (ps[i], None if bufs is None else bufs[i]),
             in_place=True,
@@ -1208,7 +1184,7 @@ def rmsprop_step(
         sq,
         buf,
         gavg,
-        _read_apart(g, (param, sq, buf, gavg), in_place=True),
+        _kernels.read_apart(g, (param, sq, buf, gavg), in_place=True),
         _nonneg(lr, "lr"),
         _nonneg(alpha, "alpha"),
         _nonneg(eps, "eps"),
