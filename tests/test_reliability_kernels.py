@@ -619,3 +619,46 @@ def test_fuzz_layouts_are_generated_as_named():
         got = fuzz_cases._layout(lambda strategy, how=how: how, a)
         np.testing.assert_array_equal(got, a, err_msg=how)
         assert check(got), how
+
+
+@pytest.mark.parametrize("entries", [3, 20])  # 15 and 60 arrays: both ways of sorting them
+def test_overlap_sweep_agrees_with_every_pair(entries):
+    """The multi-tensor entry's sweep over sorted byte ranges refuses a call exactly when some
+    pair of its arrays shares memory with one of them written (a gradient being exactly its own
+    entry's parameter or buffer excepted), as checking every pair says."""
+    rng = np.random.default_rng(17)
+    span = 24 * entries + 8
+    buf = np.zeros(span)
+    for trial in range(200):
+        size = int(rng.integers(1, 6))
+        params, grads, bufs, roles = [], [], [], []
+        for e in range(entries):
+            trio = []
+            for role in range(3):
+                if trial % 2 and rng.random() < 0.9:  # half the trials: mostly disjoint
+                    start = 8 * (3 * e + role)
+                else:
+                    start = int(rng.integers(0, span - size))
+                trio.append(buf[start : start + size])
+            if rng.random() < 0.1:
+                trio[1] = trio[int(rng.choice([0, 2]))]  # the gradient in place
+            params.append(trio[0])
+            grads.append(trio[1])
+            bufs.append(trio[2])
+            roles += [(e, "p", trio[0]), (e, "g", trio[1]), (e, "b", trio[2])]
+        want = False
+        for i, (ei, ri, ai) in enumerate(roles):
+            for ej, rj, aj in roles[i + 1 :]:
+                if "g" == ri == rj or not np.shares_memory(ai, aj):
+                    continue
+                exact = ai.ctypes.data == aj.ctypes.data
+                if exact and ei == ej and "g" in (ri, rj):
+                    continue
+                want = True
+        try:
+            _kernels.sgd_multi(params, grads, bufs, 0.0, 0.9, 0.0, 0.0, False, [True] * entries)
+            refused = False
+        except ValueError as exc:
+            assert "memory" in str(exc), exc
+            refused = True
+        assert refused == want, (trial, roles)

@@ -154,48 +154,73 @@ cdef int _check_spans(_Span *s, Py_ssize_t n, tuple names, bint multi) except -1
     same bytes, of one entry, and the read one is `inplace`. Sorted by start, one sweep: a span
     meets an earlier one exactly when that one ends past its start, so keeping the furthest end
     of all spans and of written spans seen so far finds any such pair (O(n log n))."""
-    cdef Py_ssize_t i = 0, j, k, w, far_any = -1, far_written = -1
-    cdef _Span t
-    for j in range(n):  # empty spans share nothing: dropped
-        if s[j].lo != s[j].hi:
-            s[i] = s[j]
-            i += 1
-    n = i
-    if n > 32:
+    cdef Py_ssize_t i = 0, j, k, m = 0, w, far_any = -1, far_written = -1
+    cdef int small[64]  # the order of the spans, sorted here for the usual few arrays
+    cdef const char *keys[64]  # their starts, in that order
+    cdef int x
+    cdef int *order = small
+    cdef const char *lo
+    cdef const char *far = NULL
+    if n > 64:  # many: the spans themselves sorted in place, by qsort
         qsort(s, n, sizeof(_Span), _span_order)
-    else:  # the usual few arrays: an insertion sort, without a call per comparison
-        for j in range(1, n):
-            t = s[j]
-            k = j - 1
-            while k >= 0 and _span_order(&s[k], &t) > 0:
-                s[k + 1] = s[k]
-                k -= 1
-            s[k + 1] = t
+    for j in range(n):  # empty spans share nothing: dropped
+        lo = s[j].lo
+        if lo == s[j].hi:
+            continue
+        if n > 64:
+            s[m] = s[j]
+            m += 1
+            continue
+        x = <int>j  # insertion sort of indices, by start (then the full order on a tie)
+        k = m - 1
+        while k >= 0 and (keys[k] > lo or keys[k] == lo and _span_order(&s[order[k]], &s[x]) > 0):
+            order[k + 1] = order[k]
+            keys[k + 1] = keys[k]
+            k -= 1
+        order[k + 1] = x
+        keys[k + 1] = lo
+        m += 1
+    if n > 64:
+        order = NULL  # the spans are in order themselves
+    for i in range(m):  # the usual case: no span meets an earlier one, nothing is shared
+        if _at(s, order, i).lo < far:
+            break
+        if _at(s, order, i).hi > far:
+            far = _at(s, order, i).hi
+    else:
+        return 0
     i = 0
-    while i < n:
+    while i < m:
         j = i + 1  # the group [i, j) spans the same bytes
-        while j < n and s[j].lo == s[i].lo and s[j].hi == s[i].hi:
+        while j < m and _at(s, order, j).lo == _at(s, order, i).lo \
+                and _at(s, order, j).hi == _at(s, order, i).hi:
             j += 1
         w = -1
         for k in range(i, j):
-            if s[k].written:
+            if _at(s, order, k).written:
                 if w >= 0:
-                    _shared(&s[w], &s[k], names, multi)
+                    _shared(_at(s, order, w), _at(s, order, k), names, multi)
                 w = k
         if w >= 0:
             for k in range(i, j):
-                if k != w and not (s[k].inplace and s[k].entry == s[w].entry):
-                    _shared(&s[w], &s[k], names, multi)
-            if far_any >= 0 and s[far_any].hi > s[i].lo:
-                _shared(&s[far_any], &s[w], names, multi)
-        elif far_written >= 0 and s[far_written].hi > s[i].lo:
-            _shared(&s[far_written], &s[i], names, multi)
-        if far_any < 0 or s[i].hi > s[far_any].hi:
+                if k != w and not (_at(s, order, k).inplace
+                                   and _at(s, order, k).entry == _at(s, order, w).entry):
+                    _shared(_at(s, order, w), _at(s, order, k), names, multi)
+            if far_any >= 0 and _at(s, order, far_any).hi > _at(s, order, i).lo:
+                _shared(_at(s, order, far_any), _at(s, order, w), names, multi)
+        elif far_written >= 0 and _at(s, order, far_written).hi > _at(s, order, i).lo:
+            _shared(_at(s, order, far_written), _at(s, order, i), names, multi)
+        if far_any < 0 or _at(s, order, i).hi > _at(s, order, far_any).hi:
             far_any = i if w < 0 else w
-        if w >= 0 and (far_written < 0 or s[i].hi > s[far_written].hi):
+        if w >= 0 and (far_written < 0 or _at(s, order, i).hi > _at(s, order, far_written).hi):
             far_written = w
         i = j
     return 0
+
+
+cdef inline const _Span *_at(const _Span *s, const int *order, Py_ssize_t i) noexcept nogil:
+    """The i-th span in sorted order (order NULL: the spans are sorted themselves)."""
+    return &s[i] if order == NULL else &s[order[i]]
 
 
 cdef inline bint _meets(object a, object b):
