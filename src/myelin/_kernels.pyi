@@ -139,7 +139,7 @@ def adam_multi(
 def sgd_multi(
     params: Sequence[_Array],
     grads: Sequence[_Array],
-    bufs: Sequence[_Array] | None,
+    bufs: Sequence[_Array | None] | None,
     lr: float,
     momentum: float,
     dampening: float,

@@ -119,7 +119,8 @@ def _shares(a: np.ndarray, b: np.ndarray) -> bool:
     if not np.may_share_memory(a, b):
         return False
     try:
-        return bool(np.shares_memory(a, b, max_work=_SHARES_MAX_WORK))
+        # (numpy's stubs type max_work as -1 or 0 only; any bound is documented and works)
+        return bool(np.shares_memory(a, b, max_work=_SHARES_MAX_WORK))  # type: ignore[arg-type]
     except _TooHardError:
         return True
 
@@ -486,7 +487,7 @@ def linear_backward(
                     )
         res = []
         for got, dst in zip((grad_x, grad_w, grad_b), dsts, strict=True):
-            if dst is not None:
+            if dst is not None and got is not None:
                 np.copyto(dst, got)
             res.append(got if dst is None else dst)
         return tuple(res)
