@@ -2,8 +2,11 @@
 """Thin bindings of the C kernels (csrc/include/myelin/kernels.h).
 
 Private: myelin.ops validates user input and calls these. Each binding still checks what keeps
-memory safe (dtype, size, contiguity, writability, label range), so a wrong call raises instead
-of reading or writing out of bounds, then releases the GIL around the C call.
+memory safe and the numbers right (dtype and byte order, alignment, size, contiguity,
+writability, label range, no memory shared with an array it writes), so a wrong call raises
+instead of reading or writing out of bounds or computing garbage, then releases the GIL around
+the C call. A binding that takes sequences reads each once, into a tuple it holds, before it
+checks anything, and then reads only that snapshot.
 """
 cimport numpy as cnp
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
@@ -39,7 +42,8 @@ cdef inline bint _is_f64(cnp.ndarray a) except -1:
     if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64:
         raise TypeError(f"myelin kernels take float32 or float64 arrays, got {a.dtype}")
     if not cnp.PyArray_ISNOTSWAPPED(a):
-        raise TypeError(f"myelin kernels take arrays in the machine's byte order, got {a.dtype.str}")
+        raise TypeError(
+            f"myelin kernels take arrays in the machine's byte order, got {a.dtype.str}")
     if not cnp.PyArray_ISALIGNED(a):
         raise ValueError("myelin kernels take aligned arrays, got an unaligned one")
     return t == cnp.NPY_FLOAT64

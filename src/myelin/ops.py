@@ -605,15 +605,20 @@ def tanh_backward(
 # ---------------------------------------------------------------- softmax
 
 
-def _axis(axis, ndim: int, op: str) -> int:
+def _axis(axis, shape: tuple, op: str, name: str = "x") -> int:
+    """``axis`` of the array ``name`` of ``shape``, as a non-negative int."""
+    ndim = len(shape)
     if ndim == 0:
-        raise ValueError(f"{op}: x is a scalar (shape ()); expected at least 1 dimension")
+        raise ValueError(f"{op}: {name} is a scalar (shape ()); expected at least 1 dimension")
     try:
         axis = operator.index(axis)
     except TypeError:
         raise TypeError(f"{op}: axis must be an int, got {type(axis).__name__}") from None
     if not -ndim <= axis < ndim:
-        raise ValueError(f"{op}: axis {axis} is out of range for an array of {ndim} dimensions")
+        raise ValueError(
+            f"{op}: axis {axis} is out of range for {name} of shape {shape}; expected "
+            f"-{ndim} <= axis < {ndim}"
+        )
     return axis % ndim
 
 
@@ -623,7 +628,7 @@ def _rows_last(a: np.ndarray, axis: int) -> np.ndarray:
 
 def _softmax(x, axis, log: bool, op: str) -> np.ndarray:
     x = _as_float(x, "x")
-    axis = _axis(axis, x.ndim, op)
+    axis = _axis(axis, x.shape, op)
     xl = _rows_last(x, axis)
     y = np.empty(xl.shape, x.dtype)
     if y.size:
@@ -635,7 +640,7 @@ def _softmax(x, axis, log: bool, op: str) -> np.ndarray:
 def _softmax_backward(grad_y, y, axis, log: bool, op: str) -> np.ndarray:
     grad_y, y = _promote(_as_float(grad_y, "grad_y"), _as_float(y, "y"))
     _same_shape(grad_y, y, "grad_y", "y", op)
-    axis = _axis(axis, y.ndim, op)
+    axis = _axis(axis, y.shape, op, "y")
     gl, yl = _rows_last(grad_y, axis), _rows_last(y, axis)
     dx = np.empty(yl.shape, y.dtype)
     if dx.size:
