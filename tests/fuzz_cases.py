@@ -2,12 +2,18 @@
 losses, ``nn.functional`` and Tensor operations.
 
 Each example builds a valid call (random shapes with 0-length and odd dimensions, float32 or
-float64, contiguous or not, negatively strided, read-only or unaligned operands, NaN and inf
-values), then may corrupt one argument: a dtype numpy has but myelin refuses (bool, integers,
-float16, complex, object, datetime, strings), a wrong shape, a huge-but-empty shape (a dimension
-over 2**31 next to a 0), a Python scalar, a nested or ragged list, None; or pass ``out=`` arrays
-that are strided, reversed, read-only, of the wrong dtype or shape, or overlap an input. The call
-must then either
+float64, contiguous or not, negatively strided, read-only, unaligned or other-byte-order
+(big-endian) operands, NaN and inf values), then may corrupt one argument: a dtype numpy has but
+myelin refuses (bool, integers, float16, complex, object, datetime, strings), a wrong shape, a
+huge-but-empty shape (a dimension over 2**31 next to a 0), a Python scalar, a nested or ragged
+list, None; or pass ``out=`` arrays that are strided, reversed, read-only, big-endian, unaligned,
+of the wrong dtype or shape, or overlap an input (``linear_backward``'s out tuples too, two of
+them overlapping each other). The optimizer updates also get in-place arrays in the other byte
+order, unaligned or sharing memory with the parameter, gradients that are the parameter or a
+shifted view of it, arrays shared across the entries of a multi-tensor update, and hostile
+lists: sequences whose entries change on a second read, steps and flags whose conversion swaps
+the caller's entries, and another thread swapping an entry during the call. The call must then
+either
 
 * return what ``myelin.reference`` returns on float64 copies of the same inputs, within the
   error bounds of ``helpers`` (and leave its inputs untouched), or
