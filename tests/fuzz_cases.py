@@ -2,12 +2,18 @@
 losses, ``nn.functional`` and Tensor operations.
 
 Each example builds a valid call (random shapes with 0-length and odd dimensions, float32 or
-float64, contiguous or not, negatively strided, read-only or unaligned operands, NaN and inf
-values), then may corrupt one argument: a dtype numpy has but myelin refuses (bool, integers,
-float16, complex, object, datetime, strings), a wrong shape, a huge-but-empty shape (a dimension
-over 2**31 next to a 0), a Python scalar, a nested or ragged list, None; or pass ``out=`` arrays
-that are strided, reversed, read-only, of the wrong dtype or shape, or overlap an input. The call
-must then either
+float64, contiguous or not, negatively strided, read-only, unaligned or other-byte-order
+(big-endian) operands, NaN and inf values), then may corrupt one argument: a dtype numpy has but
+myelin refuses (bool, integers, float16, complex, object, datetime, strings), a wrong shape, a
+huge-but-empty shape (a dimension over 2**31 next to a 0), a Python scalar, a nested or ragged
+list, None; or pass ``out=`` arrays that are strided, reversed, read-only, big-endian, unaligned,
+of the wrong dtype or shape, or overlap an input (``linear_backward``'s out tuples too, two of
+them overlapping each other). The optimizer updates also get in-place arrays in the other byte
+order, unaligned or sharing memory with the parameter, gradients that are the parameter or a
+shifted view of it, arrays shared across the entries of a multi-tensor update, and hostile
+lists: sequences whose entries change on a second read, steps and flags whose conversion swaps
+the caller's entries, and another thread swapping an entry during the call. The call must then
+either
 
 * return what ``myelin.reference`` returns on float64 copies of the same inputs, within the
   error bounds of ``helpers`` (and leave its inputs untouched), or
@@ -25,6 +31,8 @@ import faulthandler
 import re
 import resource
 import sys
+import threading
+import time
 import warnings
 from dataclasses import dataclass, field
 
@@ -81,12 +89,30 @@ class Corruption:
     got: list = field(default_factory=list)  # strings of which one must appear in the message
 
 
-def _layout(draw, a: np.ndarray) -> np.ndarray:
-    """The same values in another memory layout (the op must not care)."""
+LAYOUTS = ["c", "c", "c", "f", "strided", "reversed", "readonly", "unaligned", "swapped"]
+# the nn layers take arrays in the machine's byte order (an input in the other order is theirs
+# to convert or refuse: the modules group draws these)
+NATIVE_LAYOUTS = [how for how in LAYOUTS if how != "swapped"]
+
+
+def swapped(a: np.ndarray) -> np.ndarray:
+    """The same values in the byte order that is not the machine's (big-endian on x86)."""
+    return a.astype(a.dtype.newbyteorder("S"))
+
+
+def native(x):
+    """A float array (or a list of them) in the machine's byte order; anything else as is."""
+    if isinstance(x, np.ndarray) and not x.dtype.isnative:
+        return x.astype(x.dtype.newbyteorder("="))
+    if isinstance(x, list) and any(isinstance(a, np.ndarray) for a in x):
+        return [native(a) for a in x]
+    return x
+
+
+def _layout(draw, a: np.ndarray, kinds=LAYOUTS) -> np.ndarray:
+    """The same values in another memory layout or byte order (the op must not care)."""
     a = np.array(a)  # a NumPy scalar from the reference becomes a 0-d array
-    how = draw(
-        st.sampled_from(["c", "c", "c", "f", "strided", "reversed", "readonly", "unaligned"])
-    )
+    how = draw(st.sampled_from(kinds))
     if how == "f":
         return a.T.copy().T
     if how == "strided":
@@ -100,12 +126,19 @@ def _layout(draw, a: np.ndarray) -> np.ndarray:
         a = a.copy()
         a.flags.writeable = False
         return a
-    if how == "unalign" and a.size:
-        buf = np.empty(a.nbytes + 1, np.uint8)
-        u = np.frombuffer(buf.data, a.dtype, a.size, offset=1).reshape(a.shape)
-        u[...] = a
-        return u
+    if how == "unaligned" and a.size:
+        return unaligned(a)
+    if how == "swapped":
+        return swapped(a)
     return a
+
+
+def unaligned(a: np.ndarray) -> np.ndarray:
+    """The same values, C-contiguous at an address that is not a multiple of the item size."""
+    buf = np.empty(a.nbytes + 1, np.uint8)
+    u = np.frombuffer(buf.data, a.dtype, a.size, offset=1).reshape(a.shape)
+    u[...] = a
+    return u
 
 
 def _values(draw, shape, dtype, lo=-3.0, hi=3.0, special=True) -> np.ndarray:
@@ -119,9 +152,9 @@ def _values(draw, shape, dtype, lo=-3.0, hi=3.0, special=True) -> np.ndarray:
     return a
 
 
-def farray(draw, shape, dtype, lo=-3.0, hi=3.0, layout=True) -> np.ndarray:
+def farray(draw, shape, dtype, lo=-3.0, hi=3.0, layout=True, kinds=LAYOUTS) -> np.ndarray:
     a = _values(draw, shape, dtype, lo, hi)
-    return _layout(draw, a) if layout else a
+    return _layout(draw, a, kinds) if layout else a
 
 
 def _other_shape(draw, shape: tuple) -> tuple:
@@ -199,6 +232,7 @@ class Case:
     names: list  # the names of args in error messages
     out: object = None  # out= to pass, or None
     out_kind: str = ""
+    fickle: bool = False  # pass its lists as sequences whose entries change on a second read
 
 
 def _dims(draw, n, sides=SIDES):
@@ -257,7 +291,7 @@ def op_cases(draw):
         kw = {"activation": act, "negative_slope": draw(st.sampled_from([0.01, 0.2, 0.0]))}
         if name == "linear":
             return Case(name, [x, w, b], kw, ["x", "weight", "bias"])
-        y = reference.linear(x, w, b, **kw)
+        y = reference.linear(*map(native, (x, w, b)), **kw)
         g = fa(y.shape)
         kw["need_grad_x"] = draw(st.booleans())
         return Case(name, [g, x, w, y], kw, ["grad_y", "x", "weight", "y"])
@@ -308,7 +342,7 @@ def op_cases(draw):
     if name == "bias_grad":
         return Case(name, [fa(_dims(draw, draw(st.integers(1, 3))))], {}, ["grad_y"])
     arrays = [fa(_dims(draw, draw(st.integers(0, 2)))) for _ in range(draw(st.integers(0, 3)))]
-    return Case(name, [arrays], {}, ["arrays"])
+    return Case(name, [arrays], {}, ["arrays"], fickle=draw(st.booleans()))
 
 
 OUT_OPS = {
@@ -329,11 +363,26 @@ def _out_variant(draw, case: Case, shape: tuple, dtype):
     """An out= array for the case and what it is."""
     kind = draw(
         st.sampled_from(
-            ["plain", "strided", "reversed", "readonly", "dtype", "shape", "alias", "overlap"]
+            [
+                "plain",
+                "strided",
+                "reversed",
+                "readonly",
+                "dtype",
+                "shape",
+                "alias",
+                "overlap",
+                "swapped",
+                "unaligned",
+            ]
         )
     )
     if kind == "strided":
         return np.full(shape + (2,), np.nan, dtype)[..., 0], kind
+    if kind == "swapped":  # NumPy's out= takes the other byte order: so does myelin's
+        return swapped(np.full(shape, np.nan, dtype)), kind
+    if kind == "unaligned":
+        return unaligned(np.full(shape, np.nan, dtype)), kind
     if kind == "reversed" and shape:
         return np.full(shape, np.nan, dtype)[..., ::-1], kind
     if kind == "readonly":
@@ -348,9 +397,10 @@ def _out_variant(draw, case: Case, shape: tuple, dtype):
     if kind == "alias" and isinstance(src, np.ndarray) and src.shape == shape:
         if src.dtype == dtype and src.flags.writeable:
             return src, kind  # out is the input itself (in place)
-    if kind == "overlap" and isinstance(src, np.ndarray) and src.dtype == dtype and src.size:
-        # out is a shifted view of the input's buffer: the two overlap partially
-        n = int(np.prod(shape))
+    n = int(np.prod(shape))
+    if kind == "overlap" and isinstance(src, np.ndarray) and src.dtype == dtype and src.size and n:
+        # out is a shifted view of the input's buffer: the two overlap partially (an empty out
+        # has no memory to share)
         buf = np.empty(n + src.size, dtype)
         buf[: src.size] = src.reshape(-1)
         case.args[0] = buf[: src.size].reshape(src.shape)
@@ -358,7 +408,36 @@ def _out_variant(draw, case: Case, shape: tuple, dtype):
     return np.full(shape, np.nan, dtype), "plain"
 
 
+def _backward_outs(draw, case: Case):
+    """An out= tuple (grad_x, grad_weight, grad_bias) for a linear_backward case, and, when
+    two of its arrays share memory, the Corruption that names them."""
+    g, x, w, _ = case.args
+    dt = np.result_type(*(native(a) for a in case.args if isinstance(a, np.ndarray)))
+    shapes = [np.shape(x), np.shape(w), np.shape(w)[:1]]
+    kind = draw(st.sampled_from(["plain", "swapped", "strided", "some", "shared", "input"]))
+    if kind == "shared" and all(np.prod(sh) for sh in shapes[1:]):
+        # grad_weight and grad_bias in one buffer, overlapping by one element
+        nw = int(np.prod(shapes[1]))
+        buf = np.full(nw + shapes[2][0], np.nan, dt)
+        outs = (None, buf[:nw].reshape(shapes[1]), buf[nw - 1 : nw - 1 + shapes[2][0]])
+        return outs, Corruption("out (grad_weight)", "out_shared", ["share memory"])
+    if kind == "input" and isinstance(x, np.ndarray) and x.flags.writeable:
+        return (x, None, None), None  # grad_x into x itself: x is read first
+    outs = []
+    for sh in shapes:
+        a = np.full(sh, np.nan, dt)
+        if kind == "swapped":
+            a = swapped(a)
+        elif kind == "strided":
+            a = np.full(sh + (2,), np.nan, dt)[..., 1]
+        elif kind == "some" and draw(st.booleans()):
+            a = None
+        outs.append(a)
+    return tuple(outs), None
+
+
 def _reference(name, args, kwargs):
+    args = [native(a) for a in args]  # the reference keeps only native float32 as float32
     with np.errstate(all="ignore"):
         same = getattr(reference, name)(*args, **kwargs)
         args64 = [f64(a) for a in args]
@@ -400,14 +479,19 @@ def fuzz_ops(data):
                 c.got = []  # integer labels of any width are labels; their values are checked
             case.args[i] = new
             bad = c
-            if case.name == "linear_backward" and c.arg == "y" and c.kind == "none":
-                bad = None if case.kwargs["activation"] is None else c
+            if case.name == "linear_backward" and c.arg == "y" and not case.kwargs["activation"]:
+                return  # y is only read by an activation's derivative: unused here
+            if case.name == "linear" and c.arg == "bias" and c.kind == "none":
+                bad = None  # no bias: a valid call
+    if case.name == "linear_backward" and bad is None and draw(st.integers(0, 2)) == 0:
+        case.out, bad = _backward_outs(draw, case)
+        case.out_kind = "tuple"
     if case.name in OUT_OPS and bad is None and draw(st.integers(0, 2)) == 0:
         with np.errstate(all="ignore"):
-            same = getattr(reference, case.name)(*case.args, **case.kwargs)
+            same = getattr(reference, case.name)(*map(native, case.args), **case.kwargs)
         out, kind = _out_variant(draw, case, np.shape(same), np.asarray(same).dtype)
         case.out, case.out_kind = out, kind
-        if kind == "overlap" and case.name in ("matmul", "linear"):
+        if kind in ("overlap", "alias") and case.name in ("matmul", "linear") and out.size:
             bad = Corruption("out", "out_overlap", ["shares memory"])  # refused, as documented
         if kind in ("readonly", "dtype", "shape"):
             got = [str(out.shape)] if kind == "shape" else [str(out.dtype), "read-only"]
@@ -436,7 +520,8 @@ def run_op_case(case: Case, bad: Corruption | None) -> None:
         warnings.simplefilter("ignore")
         with np.errstate(all="ignore"):
             try:
-                got = getattr(ops, name)(*case.args, **kwargs)
+                args = [Fickle(a) if case.fickle and isinstance(a, list) else a for a in case.args]
+                got = getattr(ops, name)(*args, **kwargs)
             except (TypeError, ValueError) as exc:
                 if bad is None:
                     raise AssertionError(f"{call} refused a valid call: {exc!r}") from exc
@@ -450,8 +535,11 @@ def run_op_case(case: Case, bad: Corruption | None) -> None:
         raise AssertionError(f"{call} accepted a bad out= ({bad.kind})")
     if bad is not None and bad.kind in ("none", "ragged", "string"):
         raise AssertionError(f"{call} accepted {bad.arg} = {bad.kind}")
+    outs = case.out if isinstance(case.out, tuple) else (case.out,)
     for a, b in zip(case.args, before, strict=True):
-        if isinstance(a, np.ndarray) and a is not case.out and not np.shares_memory(a, case.out):
+        if isinstance(a, np.ndarray) and not any(
+            o is not None and np.shares_memory(a, o) for o in outs
+        ):
             assert np.array_equal(a, b, equal_nan=True), f"{call} modified an input"
     try:
         same, want, scale = _reference(name, before, case.kwargs)
@@ -465,8 +553,12 @@ def run_op_case(case: Case, bad: Corruption | None) -> None:
                 f"{call} accepted {bad.arg} ({bad.kind}) that the reference cannot compute"
             ) from None
         raise
-    if case.out is not None:
+    if case.out is not None and case.out_kind == "tuple":
+        for got_i, out_i in zip(got, case.out, strict=True):
+            assert out_i is None or got_i is out_i or got_i is None, f"{call}: out not returned"
+    elif case.out is not None:
         assert got is case.out, f"{call}(out=...) did not return out"
+    got = tuple(native(a) for a in got) if isinstance(got, tuple) else native(got)
     if name == "linear_backward" and not case.kwargs["need_grad_x"]:
         assert got[0] is None, f"{call}(need_grad_x=False) returned a grad_x"
         got, same, want, scale = got[1:], same[1:], want[1:], scale[1:]
@@ -518,7 +610,7 @@ def _as_input(draw, a: np.ndarray):
 def fuzz_modules(data):
     draw = data.draw
     kind, dt, n, c = draw(module_cases())
-    x = farray(draw, (n, c), dt)
+    x = farray(draw, (n, c), dt, kinds=NATIVE_LAYOUTS)
     corrupt_it = draw(st.integers(0, 2)) == 0
     arg = "input"
     if kind == "Linear":
@@ -553,7 +645,7 @@ def fuzz_modules(data):
             else:
                 want = -np.mean(x[np.arange(n), t]) if n else np.nan
         elif kind == "BCELoss":
-            x = np.clip(farray(draw, (n, c), dt, lo=0.01, hi=0.99), 0, 1)
+            x = np.clip(farray(draw, (n, c), dt, lo=0.01, hi=0.99, kinds=NATIVE_LAYOUTS), 0, 1)
             t = farray(draw, (n, c), dt, lo=0, hi=1, layout=False)
             with np.errstate(all="ignore"):
                 want = np.mean(-(t * np.log(x) + (1 - t) * np.log1p(-x))) if x.size else np.nan
@@ -772,8 +864,30 @@ def _optim_call(draw, name, dt, shape):
 
 
 def _optim_bad(draw, value, name: str):
-    """A bad array for an in-place argument: refused dtypes, shapes, layouts, None, read-only."""
-    kind = draw(st.sampled_from(["dtype", "shape", "none", "readonly", "strided", "list", "alias"]))
+    """A bad array for an in-place argument: refused dtypes, shapes, layouts, byte orders,
+    None, read-only, or memory shared with the parameter."""
+    kind = draw(
+        st.sampled_from(
+            [
+                "dtype",
+                "shape",
+                "none",
+                "readonly",
+                "strided",
+                "list",
+                "alias",
+                "swapped",
+                "unaligned",
+                "overlap",
+            ]
+        )
+    )
+    if kind == "swapped" and isinstance(value, np.ndarray):
+        return swapped(value), Corruption(name, kind, ["byte order"])
+    if kind == "unaligned" and isinstance(value, np.ndarray) and value.size:
+        return unaligned(value), Corruption(name, kind, ["aligned"])
+    if kind == "overlap":
+        return "overlap", Corruption(name, kind, ["shares memory"])
     if kind == "readonly" and isinstance(value, np.ndarray):
         v = value.copy()
         v.flags.writeable = False
@@ -847,21 +961,34 @@ def fuzz_optim(data):
         if args[i] is not None:
             new, bad = _optim_bad(draw, args[i], names[i])
             if isinstance(new, str) and new == "alias":
-                if i == 0 or names[i] == "grad" or args[i].size == 0:
-                    bad, new = None, args[i]  # grad may alias param: it is read first
+                if i == 0 or args[i].size == 0:
+                    bad, new = None, args[i]
+                elif names[i] == "grad":
+                    bad, new = None, args[0]  # grad is param: read first, then written
                 else:
                     new = args[0]
+            if isinstance(new, str) and new == "overlap":
+                if i > 0:
+                    args[0], new = _overlapping(args[0], args[i], shift=names[i] == "grad")
+                else:
+                    new = None
+                if new is None:  # nothing to overlap (param itself, or under two elements)
+                    bad, new = None, args[i]
+                elif names[i] == "grad":
+                    bad = None  # a shifted view of param: read as it was before the update
             unused = names[i] == "momentum_buffer" and not kw.get("momentum", 0)
             if (
                 unused
                 or bad is not None
                 and names[i] == "grad"
-                and bad.kind in ("readonly", "strided")
+                and bad.kind in ("readonly", "strided", "swapped", "unaligned")
             ):
-                bad = None  # grad is only read: any layout will do
+                bad = None  # grad is only read: any layout or byte order will do
             if bad is not None and names[i] == "grad" and bad.kind == "list":
                 bad = None if dt == np.float64 else Corruption("grad", "dtype", ["float64"])
             args[i] = new
+        elif multi and count > 1 and draw(st.booleans()):  # an array in two entries
+            bad = _cross_entry(draw, calls, base)
         elif draw(st.booleans()):  # a bad hyperparameter
             key, val = draw(st.sampled_from([("lr", -1.0), ("lr", float("nan")), ("lr", "fast")]))
             kw = {**kw, key: val}
@@ -873,32 +1000,55 @@ def fuzz_optim(data):
     kw_before = [
         {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in c[1].items()} for c in calls
     ]
+    # how ops receives the lists of a multi-tensor call: plain lists, hostile sequences (an
+    # entry read twice is an int the second time; a step's __index__ or a flag's __bool__
+    # swaps an entry of the caller's list), or lists another thread changes during the call
+    hostile = draw(st.sampled_from(["plain", "plain", "fickle", "swap", "thread"])) if multi else ""
+    if hostile == "thread" and bad is not None:
+        hostile = "plain"  # a refusal must name the corrupted argument, not the swapped entry
 
-    def invoke(module, cs):
+    def invoke(module, cs, how="plain"):
         if not multi:
             a, k, _ = cs[0]
             return getattr(module, name)(*a, **k)
         k0 = dict(cs[0][1])
         lists = [[c[0][j] for c in cs] for j in range(len(cs[0][0]))]
+        callers = [list(lst) for lst in lists]  # what a hostile step or thread changes
+        seq = (lambda lst: Fickle(lst)) if how == "fickle" else (lambda lst: lst)
         if base == "sgd_step":
             k0.pop("first_step")
-            bufs = None if k0["momentum"] == 0 else lists[2]
+            bufs = None if k0["momentum"] == 0 else seq(callers[2])
             flags = [c[1]["first_step"] for c in cs]
-            return module.sgd_step_multi(lists[0], lists[1], bufs, first_steps=flags, **k0)
+            if how == "swap":
+                flags = [Swapping(f, callers[0]) for f in flags]
+            with _thread_swapping(callers[0] if how == "thread" else None):
+                return module.sgd_step_multi(
+                    seq(callers[0]), seq(callers[1]), bufs, first_steps=seq(flags), **k0
+                )
         k0.pop("step")
         k0.pop("max_exp_avg_sq")
         vmax = [c[1]["max_exp_avg_sq"] for c in cs] if k0["amsgrad"] else None
         steps = [c[1]["step"] for c in cs]
-        return module.adam_step_multi(*lists, steps=steps, max_exp_avg_sqs=vmax, **k0)
+        if how == "swap":
+            steps = [Swapping(s, callers[2]) for s in steps]
+        with _thread_swapping(callers[2] if how == "thread" else None):
+            return module.adam_step_multi(
+                *map(seq, callers),
+                steps=seq(steps),
+                max_exp_avg_sqs=None if vmax is None else seq(vmax),
+                **k0,
+            )
 
-    call = f"ops.{name}"
+    call = f"ops.{name}" + (f" ({hostile} lists)" if multi else "")
     with np.errstate(all="ignore"):
         try:
-            invoke(ops, calls)
+            invoke(ops, calls, hostile)
         except (TypeError, ValueError) as exc:
-            if bad is None:
+            if bad is None and not (hostile == "thread" and "entry 0" in str(exc)):
+                # (a thread may swap the entry before the call reads its lists: then refused)
                 raise AssertionError(f"{call} refused a valid call: {exc!r}") from exc
-            check_message(exc, bad, call)
+            if bad is not None:
+                check_message(exc, bad, call)
             # refused: nothing was updated, in any entry
             for c, b, kb in zip(calls, before, kw_before, strict=True):
                 for a, a0 in zip(c[0], b, strict=True):
@@ -922,17 +1072,125 @@ def fuzz_optim(data):
         invoke(reference, want)
     eps = np.finfo(dt).eps
     for c, w, b in zip(calls, want, before, strict=True):
-        pairs = list(zip(c[0], w[0], b, strict=True))
+        pairs = [p for j, p in enumerate(zip(c[0], w[0], b, strict=True)) if j != 1]  # not grad
         pairs += [
             (c[1][k], w[1][k], kw_before[0].get(k)) for k in c[1] if isinstance(c[1][k], np.ndarray)
         ]
         for got, exp, old in pairs:
-            if not isinstance(got, np.ndarray) or got is c[0][1] or got.dtype.kind != "f":
+            if not isinstance(got, np.ndarray) or got.dtype.kind != "f":
                 continue
             old = old if isinstance(old, np.ndarray) and old.shape == got.shape else exp
             with np.errstate(all="ignore"):
                 tol = 16 * eps * (np.abs(exp) + 4 * np.abs(exp - old) + eps)
             assert_close(got, exp, np.nan_to_num(tol, nan=np.inf), call)
+
+
+class Fickle:
+    """A sequence that gives each entry the first time it is read and 2**62 + 2 (an int that a
+    binding casting blindly would read as an array) every time after."""
+
+    def __init__(self, items):
+        self.items, self.reads = list(items), [0] * len(items)
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        if not 0 <= i < len(self.items):
+            raise IndexError(i)
+        self.reads[i] += 1
+        return self.items[i] if self.reads[i] == 1 else 2**62 + 2
+
+
+class Swapping:
+    """A step (or flag) whose conversion replaces every entry of the caller's list `victims` by
+    a 4-element array: the call must go on with the entries it started with."""
+
+    def __init__(self, value, victims: list):
+        self.value, self.victims = value, victims
+
+    def _swap(self):
+        for j in range(len(self.victims)):
+            self.victims[j] = np.zeros(4)
+
+    def __index__(self):
+        self._swap()
+        return int(self.value)
+
+    __int__ = __index__
+
+    def __bool__(self):
+        self._swap()
+        return bool(self.value)
+
+
+class _thread_swapping:
+    """While the block runs, another thread replaces entry 0 of `victims` (unless None) by a
+    1-element array of 5 dimensions (never a valid entry here), once, after a moment."""
+
+    def __init__(self, victims):
+        self.victims = victims
+
+    def __enter__(self):
+        if self.victims is None or not self.victims:
+            self.thread = None
+            return self
+
+        def swap():
+            time.sleep(2e-5)
+            self.victims[0] = np.zeros((1, 1, 1, 1, 1))
+
+        self.thread = threading.Thread(target=swap)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.thread is not None:
+            self.thread.join()
+        return False
+
+
+def _overlapping(param: np.ndarray, value: np.ndarray, shift: bool):
+    """(param, value) rebuilt over one buffer with the same values where they do not meet: for
+    shift (a gradient), value is param's buffer one element on; otherwise the two share one
+    element. (param, None) when param has fewer than two elements."""
+    n = param.size
+    if n < 2 or not isinstance(value, np.ndarray) or value.shape != param.shape:
+        return param, None
+    if shift:
+        buf = np.empty(n + 1, param.dtype)
+        buf[1:] = np.asarray(value, param.dtype).reshape(-1)
+        buf[0] = param.reshape(-1)[0]
+        return buf[:n].reshape(param.shape), buf[1:].reshape(param.shape)
+    buf = np.empty(2 * n - 1, param.dtype)
+    buf[n - 1 :] = value.reshape(-1)
+    buf[: n - 1] = param.reshape(-1)[: n - 1]
+    return buf[:n].reshape(param.shape), buf[n - 1 :].reshape(param.shape)
+
+
+def _cross_entry(draw, calls, base):
+    """Make two entries of a multi-tensor call share an array (when two have one shape); the
+    Corruption to expect, or None when the sharing is legal (a gradient read by both)."""
+    pairs = [
+        (i, j)
+        for i in range(len(calls))
+        for j in range(len(calls))
+        if i < j and calls[i][0][0].shape == calls[j][0][0].shape and calls[i][0][0].size
+    ]
+    if not pairs:
+        return None
+    i, j = draw(st.sampled_from(pairs))
+    roles = ["params", "grads"] + (["exp_avgs", "exp_avg_sqs"] if base == "adam_step" else [])
+    if base == "sgd_step" and calls[0][0][2] is not None and calls[0][1]["momentum"]:
+        roles.append("momentum_buffers")
+    src, dst = draw(st.sampled_from(roles)), draw(st.sampled_from(roles))
+    k_src, k_dst = roles.index(src), roles.index(dst)
+    if src == dst == "grads":
+        calls[j][0][1] = calls[i][0][1]  # one gradient read by two entries: fine
+        return None
+    calls[j][0][k_dst] = calls[i][0][k_src]
+    shared = "same memory" if k_src == k_dst else "share memory"
+    return Corruption(f"{dst}[{j}]", "cross_entry", ["same memory", "share memory", shared])
 
 
 GROUPS = {"ops": fuzz_ops, "modules": fuzz_modules, "tensor": fuzz_tensor, "optim": fuzz_optim}

@@ -123,29 +123,29 @@ def linear_backward_fast(
     work: Any = None,
 ) -> tuple[_Array | None, _Array, _Array | None] | None: ...
 def adam_multi(
-    params: list[_Array],
-    grads: list[_Array],
-    exp_avgs: list[_Array],
-    exp_avg_sqs: list[_Array],
-    max_exp_avg_sqs: list[_Array] | None,
-    steps: list[int],
+    params: Sequence[_Array],
+    grads: Sequence[_Array],
+    exp_avgs: Sequence[_Array],
+    exp_avg_sqs: Sequence[_Array],
+    max_exp_avg_sqs: Sequence[_Array] | None,
+    steps: Sequence[int],
     lr: float,
     beta1: float,
     beta2: float,
     eps: float,
     weight_decay: float,
     decoupled: bool,
-) -> int: ...
+) -> None: ...
 def sgd_multi(
-    params: list[_Array],
-    grads: list[_Array],
-    bufs: list[_Array | None] | None,
+    params: Sequence[_Array],
+    grads: Sequence[_Array],
+    bufs: Sequence[_Array | None] | None,
     lr: float,
     momentum: float,
     dampening: float,
     weight_decay: float,
     nesterov: bool,
-    first_steps: list[bool],
+    first_steps: Sequence[bool],
 ) -> None: ...
 def softmax_xent_fast(
     logits: Any, labels: Any, ignore_index: int | None, label_smoothing: Any, mean: bool
@@ -160,13 +160,14 @@ def chain_forward_fast(
 ) -> list[_Array] | None: ...
 def chain_backward_fast(
     g: Any,
-    outs: list[_Array],
+    outs: Sequence[_Array],
     weights: Sequence[Any],
     activations: Sequence[str | None],
     slopes: Sequence[float | None],
     need_input_grad: bool,
 ) -> list[_Array | None] | None: ...
 def sumsq_fast(arrays: Any) -> float | None: ...
+def read_apart(a: _Array, written: tuple[_Array | None, ...], in_place: bool = False) -> _Array: ...
 
 # Bindings added after this stub was written are typed Any rather than rejected.
 def __getattr__(name: str) -> Any: ...

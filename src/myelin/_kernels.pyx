@@ -2,11 +2,16 @@
 """Thin bindings of the C kernels (csrc/include/myelin/kernels.h).
 
 Private: myelin.ops validates user input and calls these. Each binding still checks what keeps
-memory safe (dtype, size, contiguity, writability, label range), so a wrong call raises instead
-of reading or writing out of bounds, then releases the GIL around the C call.
+memory safe and the numbers right (dtype and byte order, alignment, size, contiguity,
+writability, label range, no memory shared with an array it writes), so a wrong call raises
+instead of reading or writing out of bounds or computing garbage, then releases the GIL around
+the C call. A binding that takes sequences reads each once, into a tuple it holds, before it
+checks anything, and then reads only that snapshot.
 """
 cimport numpy as cnp
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport int64_t
+from libc.stdlib cimport qsort
 
 
 import numpy as np
@@ -21,16 +26,27 @@ ACT_TANH = 4
 
 
 # ---------------------------------------------------------------- checks
+#
+# One place for what every kernel entry needs of its arrays, fast paths included: a float32 or
+# float64 dtype in the machine's byte order (a type number alone ignores byte order: a
+# big-endian array would be read as garbage), an aligned data pointer, C-contiguity where the
+# kernel walks the memory flat, and no memory shared between an array a call writes and any
+# other array of the call (see _check_spans).
 
 cdef inline bint _is_f64(cnp.ndarray a) except -1:
+    """Whether a is float64 (else float32); raises unless a is a float32/float64 array in the
+    machine's byte order with an aligned data pointer."""
     if a is None:  # a typed argument lets None through: never read it as an array
         raise TypeError("myelin kernels take float32 or float64 arrays, got None")
     cdef int t = cnp.PyArray_TYPE(a)
-    if t == cnp.NPY_FLOAT32:
-        return False
-    if t == cnp.NPY_FLOAT64:
-        return True
-    raise TypeError(f"myelin kernels take float32 or float64 arrays, got {a.dtype}")
+    if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64:
+        raise TypeError(f"myelin kernels take float32 or float64 arrays, got {a.dtype}")
+    if not cnp.PyArray_ISNOTSWAPPED(a):
+        raise TypeError(
+            f"myelin kernels take arrays in the machine's byte order, got {a.dtype.str}")
+    if not cnp.PyArray_ISALIGNED(a):
+        raise ValueError("myelin kernels take aligned arrays, got an unaligned one")
+    return t == cnp.NPY_FLOAT64
 
 
 cdef inline int _same(cnp.ndarray a, bint f64, Py_ssize_t size, bint write) except -1:
@@ -46,6 +62,15 @@ cdef inline int _same(cnp.ndarray a, bint f64, Py_ssize_t size, bint write) exce
     return 0
 
 
+cdef inline cnp.ndarray _arr(object a, tuple names, int role, Py_ssize_t entry, bint multi):
+    """a as an ndarray, checked: an unchecked cast of anything else would be read as one. The
+    argument is names[role] (of entry `entry` of a multi-tensor call)."""
+    if not isinstance(a, cnp.ndarray):
+        name = f"{names[role]}[{entry}]" if multi else names[role]
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    return <cnp.ndarray>a
+
+
 cdef int _same_dims(cnp.ndarray a, cnp.ndarray b) except -1:
     """a and b have one shape (not only one size)."""
     cdef int d
@@ -59,16 +84,6 @@ cdef int _same_dims(cnp.ndarray a, cnp.ndarray b) except -1:
                      f"shape was expected")
 
 
-cdef int _apart(cnp.ndarray a, cnp.ndarray b) except -1:
-    """The memory of two C-contiguous arrays does not overlap."""
-    cdef char *pa = <char *>cnp.PyArray_DATA(a)
-    cdef char *pb = <char *>cnp.PyArray_DATA(b)
-    if cnp.PyArray_NBYTES(a) and cnp.PyArray_NBYTES(b) and \
-            pa < pb + cnp.PyArray_NBYTES(b) and pb < pa + cnp.PyArray_NBYTES(a):
-        raise ValueError("an optimizer state shares memory with its parameter")
-    return 0
-
-
 cdef inline void *_ptr(object a):
     return NULL if a is None else cnp.PyArray_DATA(<cnp.ndarray>a)
 
@@ -79,6 +94,222 @@ cdef inline int64_t _elem_stride(cnp.ndarray a, int axis) except? -1:
     if s % item:
         raise ValueError("array strides are not a multiple of its item size")
     return s // item
+
+
+# ---------------------------------------------------------------- overlap
+#
+# A kernel that writes an array while it reads another one (or writes a second one) over the
+# same memory gives results that depend on the order of its loads and stores, hence on the
+# number of threads. So every entry describes its arrays as byte ranges (spans) and
+# _check_spans refuses any sharing that involves a written array, with one exception an
+# element-wise kernel allows: an input it reads may be exactly the memory of one array it
+# writes (in place: each element is read before it is written). For C-contiguous arrays the
+# byte range is exactly the memory used, so the test is exact; strided operands (the GEMM's)
+# take _apart_strided, exact through numpy.shares_memory when their bounds meet.
+
+cdef struct _Span:
+    const char *lo           # the bytes [lo, hi) of one array
+    const char *hi
+    Py_ssize_t entry         # the entry of a multi-tensor call (0 elsewhere)
+    int role                 # the argument's index in the names of _check_spans
+    int written              # the call writes it
+    int inplace              # read-only, and may be exactly a written array of its entry
+
+
+cdef inline void _span(_Span *s, cnp.ndarray a, Py_ssize_t entry, int role, bint written,
+                       bint inplace) noexcept:
+    """s describes the C-contiguous array a."""
+    s.lo = <const char *>cnp.PyArray_DATA(a)
+    s.hi = s.lo + cnp.PyArray_NBYTES(a)
+    s.entry = entry
+    s.role = role
+    s.written = written
+    s.inplace = inplace
+
+
+cdef inline int _span_order(const void *a, const void *b) noexcept nogil:
+    cdef const _Span *x = <const _Span *>a
+    cdef const _Span *y = <const _Span *>b
+    if x.lo != y.lo:
+        return -1 if x.lo < y.lo else 1
+    if x.hi != y.hi:
+        return -1 if x.hi < y.hi else 1
+    if x.entry != y.entry:
+        return -1 if x.entry < y.entry else 1
+    return x.role - y.role
+
+
+cdef str _span_name(const _Span *s, tuple names, bint multi):
+    return f"{names[s.role]}[{s.entry}]" if multi else names[s.role]
+
+
+cdef int _shared(const _Span *a, const _Span *b, tuple names, bint multi) except -1:
+    if (a.entry, a.role) > (b.entry, b.role):
+        a, b = b, a
+    cdef str na = _span_name(a, names, multi), nb = _span_name(b, names, multi)
+    cdef str what = "are the same memory" if a.lo == b.lo and a.hi == b.hi else "share memory"
+    raise ValueError(f"{na} and {nb} {what}; expected arrays that do not overlap, since "
+                     f"{na if a.written else nb} is written by this call (the result would "
+                     f"depend on the order of the loads and stores)")
+
+
+cdef int _check_spans(_Span *s, Py_ssize_t n, tuple names, bint multi) except -1:
+    """Refuse any two spans that share memory when one of them is written, unless they are the
+    same bytes, of one entry, and the read one is `inplace`. Sorted by start, one sweep: a span
+    meets an earlier one exactly when that one ends past its start, so keeping the furthest end
+    of all spans and of written spans seen so far finds any such pair (O(n log n))."""
+    cdef Py_ssize_t i = 0, j, k, m = 0, w, far_any = -1, far_written = -1
+    cdef int small[64]  # the order of the spans, sorted here for the usual few arrays
+    cdef const char *keys[64]  # their starts, in that order
+    cdef int x
+    cdef int *order = small
+    cdef const char *lo
+    cdef const char *far = NULL
+    if n > 64:  # many: the spans themselves sorted in place, by qsort
+        qsort(s, n, sizeof(_Span), _span_order)
+    for j in range(n):  # empty spans share nothing: dropped
+        lo = s[j].lo
+        if lo == s[j].hi:
+            continue
+        if n > 64:
+            s[m] = s[j]
+            m += 1
+            continue
+        x = <int>j  # insertion sort of indices, by start (then the full order on a tie)
+        k = m - 1
+        while k >= 0 and (keys[k] > lo or keys[k] == lo and _span_order(&s[order[k]], &s[x]) > 0):
+            order[k + 1] = order[k]
+            keys[k + 1] = keys[k]
+            k -= 1
+        order[k + 1] = x
+        keys[k + 1] = lo
+        m += 1
+    if n > 64:
+        order = NULL  # the spans are in order themselves
+    for i in range(m):  # the usual case: no span meets an earlier one, nothing is shared
+        if _at(s, order, i).lo < far:
+            break
+        if _at(s, order, i).hi > far:
+            far = _at(s, order, i).hi
+    else:
+        return 0
+    i = 0
+    while i < m:
+        j = i + 1  # the group [i, j) spans the same bytes
+        while j < m and _at(s, order, j).lo == _at(s, order, i).lo \
+                and _at(s, order, j).hi == _at(s, order, i).hi:
+            j += 1
+        w = -1
+        for k in range(i, j):
+            if _at(s, order, k).written:
+                if w >= 0:
+                    _shared(_at(s, order, w), _at(s, order, k), names, multi)
+                w = k
+        if w >= 0:
+            for k in range(i, j):
+                if k != w and not (_at(s, order, k).inplace
+                                   and _at(s, order, k).entry == _at(s, order, w).entry):
+                    _shared(_at(s, order, w), _at(s, order, k), names, multi)
+            if far_any >= 0 and _at(s, order, far_any).hi > _at(s, order, i).lo:
+                _shared(_at(s, order, far_any), _at(s, order, w), names, multi)
+        elif far_written >= 0 and _at(s, order, far_written).hi > _at(s, order, i).lo:
+            _shared(_at(s, order, far_written), _at(s, order, i), names, multi)
+        if far_any < 0 or _at(s, order, i).hi > _at(s, order, far_any).hi:
+            far_any = i if w < 0 else w
+        if w >= 0 and (far_written < 0 or _at(s, order, i).hi > _at(s, order, far_written).hi):
+            far_written = w
+        i = j
+    return 0
+
+
+cdef inline const _Span *_at(const _Span *s, const int *order, Py_ssize_t i) noexcept nogil:
+    """The i-th span in sorted order (order NULL: the spans are sorted themselves)."""
+    return &s[i] if order == NULL else &s[order[i]]
+
+
+cdef inline bint _meets(object a, object b):
+    """Whether two C-contiguous arrays (or None) share memory: their byte ranges intersect."""
+    if a is None or b is None:
+        return False
+    cdef cnp.ndarray x = <cnp.ndarray>a, y = <cnp.ndarray>b
+    cdef const char *px = <const char *>cnp.PyArray_DATA(x)
+    cdef const char *py = <const char *>cnp.PyArray_DATA(y)
+    cdef Py_ssize_t nx = cnp.PyArray_NBYTES(x), ny = cnp.PyArray_NBYTES(y)
+    return nx > 0 and ny > 0 and px < py + ny and py < px + nx
+
+
+def read_apart(cnp.ndarray a, tuple written, bint in_place=False):
+    """The C-contiguous input a as a kernel writing the C-contiguous arrays `written` (None
+    entries skipped) may read it: a itself when it shares memory with none of them or, with
+    in_place (an element-wise kernel), is exactly the memory of one; else a copy of a, so that
+    the op reads its inputs as they were before it writes. At C speed: the hot paths call it."""
+    cdef const char *lo = <const char *>cnp.PyArray_DATA(a)
+    cdef const char *hi = lo + cnp.PyArray_NBYTES(a)
+    cdef const char *wlo
+    cdef const char *whi
+    cdef cnp.ndarray w
+    if lo == hi:
+        return a
+    for item in written:
+        if item is None:
+            continue
+        w = _arr(item, ("written",), 0, 0, False)
+        wlo = <const char *>cnp.PyArray_DATA(w)
+        whi = wlo + cnp.PyArray_NBYTES(w)
+        if wlo == whi or whi <= lo or hi <= wlo:
+            continue
+        if in_place and wlo == lo and whi == hi and cnp.PyArray_TYPE(w) == cnp.PyArray_TYPE(a):
+            continue
+        return a.copy()
+    return a
+
+
+cdef void _bounds(cnp.ndarray a, const char **lo, const char **hi) noexcept:
+    """The bytes [lo, hi) that a strided array a (of any sign of stride) may touch."""
+    cdef const char *p = <const char *>cnp.PyArray_DATA(a)
+    lo[0] = p
+    hi[0] = p
+    if cnp.PyArray_SIZE(a) == 0:
+        return
+    cdef int d
+    cdef Py_ssize_t step
+    for d in range(a.ndim):
+        step = cnp.PyArray_STRIDE(a, d) * (a.shape[d] - 1)
+        if step > 0:
+            hi[0] += step
+        else:
+            lo[0] += step
+    hi[0] += cnp.PyArray_ITEMSIZE(a)
+
+
+_TooHardError = getattr(getattr(np, "exceptions", np), "TooHardError")
+
+
+cdef int _apart_strided(cnp.ndarray out, str out_name, object a, str name) except -1:
+    """The written array `out` shares no memory with `a` (None: nothing), any strides: bounds
+    first, and numpy.shares_memory (work-bounded; undecided counts as shared) when they meet."""
+    if a is None:
+        return 0
+    cdef const char *lo1
+    cdef const char *hi1
+    cdef const char *lo2
+    cdef const char *hi2
+    _bounds(out, &lo1, &hi1)
+    _bounds(<cnp.ndarray>a, &lo2, &hi2)
+    if lo1 == hi1 or lo2 == hi2 or hi1 <= lo2 or hi2 <= lo1:
+        return 0
+    try:
+        shared = np.shares_memory(out, a, max_work=_SHARES_MAX_WORK)
+    except _TooHardError:
+        shared = True
+    if shared:
+        raise ValueError(f"{out_name} shares memory with {name}; expected an output that does not "
+                         f"overlap an input")
+    return 0
+
+
+# the work bound of numpy.shares_memory's exact test (about a millisecond)
+_SHARES_MAX_WORK = 1 << 16
 
 
 # ---------------------------------------------------------------- dispatch and threads
@@ -194,6 +425,9 @@ def gemm(cnp.ndarray out, cnp.ndarray a, cnp.ndarray b, double beta=0.0, object 
         _same(bias, f64, N, False)
     if M == 0 or N == 0:
         return out
+    _apart_strided(out, "out", a, "a")
+    _apart_strided(out, "out", b, "b")
+    _apart_strided(out, "out", bias, "bias")
     cdef int64_t rsa = _elem_stride(a, 0), csa = _elem_stride(a, 1)
     cdef int64_t rsb = _elem_stride(b, 0), csb = _elem_stride(b, 1)
     cdef int64_t ldc = _elem_stride(out, 0)
@@ -268,6 +502,8 @@ def gemm_batched(cnp.ndarray out, cnp.ndarray a, cnp.ndarray b):
         batch *= out.shape[d]
     if batch == 0 or M == 0 or N == 0:
         return out
+    _apart_strided(out, "out", a, "a")
+    _apart_strided(out, "out", b, "b")
     cdef cnp.ndarray offa = _batch_offsets(a, nd - 2, batch)
     cdef cnp.ndarray offb = _batch_offsets(b, nd - 2, batch)
     cdef int64_t rsa = _elem_stride(a, nd - 2), csa = _elem_stride(a, nd - 1)
@@ -290,10 +526,15 @@ def gemm_batched(cnp.ndarray out, cnp.ndarray a, cnp.ndarray b):
 # ---------------------------------------------------------------- element-wise
 
 def act_forward(cnp.ndarray y, cnp.ndarray x, int act, double slope):
+    """y = act(x); y may be x itself (in place), else shares no memory with it."""
     cdef bint f64 = _is_f64(x)
     cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
     _same(x, f64, n, False)
     _same(y, f64, n, True)
+    cdef _Span s[2]
+    _span(&s[0], y, 0, 0, True, False)
+    _span(&s[1], x, 0, 1, False, True)
+    _check_spans(s, 2, ("y", "x"), False)
     cdef void *py = cnp.PyArray_DATA(y)
     cdef void *px = cnp.PyArray_DATA(x)
     with nogil:
@@ -305,11 +546,17 @@ def act_forward(cnp.ndarray y, cnp.ndarray x, int act, double slope):
 
 
 def act_backward(cnp.ndarray dx, cnp.ndarray dy, cnp.ndarray y, int act, double slope):
+    """dx = dy * act'(y); dx may be dy itself (in place), and shares no other memory."""
     cdef bint f64 = _is_f64(dy)
     cdef Py_ssize_t n = cnp.PyArray_SIZE(dy)
     _same(dy, f64, n, False)
     _same(y, f64, n, False)
     _same(dx, f64, n, True)
+    cdef _Span s[3]
+    _span(&s[0], dx, 0, 0, True, False)
+    _span(&s[1], dy, 0, 1, False, True)
+    _span(&s[2], y, 0, 2, False, False)
+    _check_spans(s, 3, ("dx", "dy", "y"), False)
     cdef void *pdx = cnp.PyArray_DATA(dx)
     cdef void *pdy = cnp.PyArray_DATA(dy)
     cdef void *py = cnp.PyArray_DATA(y)
@@ -329,6 +576,10 @@ def softmax_forward(cnp.ndarray y, cnp.ndarray x, int64_t rows, int64_t cols, bi
     cdef bint f64 = _is_f64(x)
     _same(x, f64, rows * cols, False)
     _same(y, f64, rows * cols, True)
+    cdef _Span s[2]
+    _span(&s[0], y, 0, 0, True, False)
+    _span(&s[1], x, 0, 1, False, False)
+    _check_spans(s, 2, ("y", "x"), False)
     cdef void *py = cnp.PyArray_DATA(y)
     cdef void *px = cnp.PyArray_DATA(x)
     with nogil:
@@ -345,6 +596,11 @@ def softmax_backward(cnp.ndarray dx, cnp.ndarray dy, cnp.ndarray y, int64_t rows
     _same(dy, f64, rows * cols, False)
     _same(y, f64, rows * cols, False)
     _same(dx, f64, rows * cols, True)
+    cdef _Span s[3]
+    _span(&s[0], dx, 0, 0, True, False)
+    _span(&s[1], dy, 0, 1, False, False)
+    _span(&s[2], y, 0, 2, False, False)
+    _check_spans(s, 3, ("dx", "dy", "y"), False)
     cdef void *pdx = cnp.PyArray_DATA(dx)
     cdef void *pdy = cnp.PyArray_DATA(dy)
     cdef void *py = cnp.PyArray_DATA(y)
@@ -365,7 +621,8 @@ def prepare_labels(object labels, int64_t n_classes, object ignore_index):
 
     Returns (labels64, n_valid, bad): bad is the position of the first label that is neither in
     [0, n_classes) nor ignore_index, or -1 when all are good. labels is a 1-D integer ndarray."""
-    cdef cnp.ndarray src = np.ascontiguousarray(labels, dtype=np.int64)
+    # native byte order (np.int64 is), C-contiguous and aligned, converted if it is not
+    cdef cnp.ndarray src = np.require(labels, np.int64, ["C", "A"])
     cdef Py_ssize_t n = cnp.PyArray_SIZE(src), i
     cdef cnp.ndarray dst = np.empty(n, dtype=np.int64)
     cdef const int64_t *s = <const int64_t *>cnp.PyArray_DATA(src)
@@ -387,6 +644,12 @@ def prepare_labels(object labels, int64_t n_classes, object ignore_index):
     return dst, valid, bad
 
 
+cdef inline bint _plain_labels(cnp.ndarray labels):
+    """labels is a C-contiguous, aligned int64 array in the machine's byte order."""
+    return cnp.PyArray_TYPE(labels) == cnp.NPY_INT64 and cnp.PyArray_ISNOTSWAPPED(labels) \
+        and cnp.PyArray_IS_C_CONTIGUOUS(labels) and cnp.PyArray_ISALIGNED(labels)
+
+
 def softmax_xent(object row_loss, object dlogits, cnp.ndarray logits, cnp.ndarray labels,
                  double label_smoothing, double grad_scale):
     """Sum of row losses; labels come from prepare_labels (int64, -1 = ignored)."""
@@ -395,17 +658,25 @@ def softmax_xent(object row_loss, object dlogits, cnp.ndarray logits, cnp.ndarra
     cdef bint f64 = _is_f64(logits)
     cdef int64_t rows = logits.shape[0], cols = logits.shape[1], i
     _same(logits, f64, rows * cols, False)
-    if cnp.PyArray_TYPE(labels) != cnp.NPY_INT64 or not cnp.PyArray_IS_C_CONTIGUOUS(labels) \
-            or cnp.PyArray_SIZE(labels) != rows:
+    if labels is None or not _plain_labels(labels) or cnp.PyArray_SIZE(labels) != rows:
         raise ValueError("softmax_xent: labels must be a contiguous int64 array of one per row")
     cdef const int64_t *lab = <const int64_t *>cnp.PyArray_DATA(labels)
     for i in range(rows):
         if lab[i] >= cols:
             raise ValueError("softmax_xent: label out of range")
+    cdef _Span s[4]
+    cdef int ns = 2
+    _span(&s[0], logits, 0, 0, False, False)
+    _span(&s[1], labels, 0, 1, False, False)
     if row_loss is not None:
         _same(row_loss, f64, rows, True)
+        _span(&s[ns], row_loss, 0, 2, True, False)
+        ns += 1
     if dlogits is not None:
         _same(dlogits, f64, rows * cols, True)
+        _span(&s[ns], dlogits, 0, 3, True, False)
+        ns += 1
+    _check_spans(s, ns, ("logits", "labels", "row_loss", "dlogits"), False)
     cdef void *prl = _ptr(row_loss)
     cdef void *pdl = _ptr(dlogits)
     cdef void *pl = cnp.PyArray_DATA(logits)
@@ -427,10 +698,19 @@ def pointwise_loss(int kind, object elem_loss, object dx, cnp.ndarray x, cnp.nda
     cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
     _same(x, f64, n, False)
     _same(t, f64, n, False)
+    cdef _Span s[4]
+    cdef int ns = 2
+    _span(&s[0], x, 0, 0, False, False)
+    _span(&s[1], t, 0, 1, False, False)
     if elem_loss is not None:
         _same(elem_loss, f64, n, True)
+        _span(&s[ns], elem_loss, 0, 2, True, False)
+        ns += 1
     if dx is not None:
         _same(dx, f64, n, True)
+        _span(&s[ns], dx, 0, 3, True, False)
+        ns += 1
+    _check_spans(s, ns, ("x", "t", "elem_loss", "dx"), False)
     cdef void *pel = _ptr(elem_loss)
     cdef void *pdx = _ptr(dx)
     cdef void *px = cnp.PyArray_DATA(x)
@@ -458,6 +738,10 @@ def colsum(cnp.ndarray out, cnp.ndarray x, int64_t rows, int64_t cols, double be
     cdef bint f64 = _is_f64(x)
     _same(x, f64, rows * cols, False)
     _same(out, f64, cols, True)
+    cdef _Span s[2]
+    _span(&s[0], out, 0, 0, True, False)
+    _span(&s[1], x, 0, 1, False, False)
+    _check_spans(s, 2, ("out", "x"), False)
     cdef void *po = cnp.PyArray_DATA(out)
     cdef void *px = cnp.PyArray_DATA(x)
     with nogil:
@@ -483,84 +767,133 @@ def sumsq(cnp.ndarray x):
 
 
 # ---------------------------------------------------------------- optimizer updates
+#
+# One checked entry of an update: the arrays' data pointers and size, taken while the checks
+# run and then the only thing the kernel call reads (the single-tensor bindings and the
+# multi-tensor ones share it, so a multi-tensor call checks each entry exactly as a single call
+# would). The gradient is read-only and may be exactly the parameter (or a state) of its entry.
+
+cdef struct _Entry:
+    void *p
+    void *s1                 # sgd: buf; adam: m; rmsprop: sq
+    void *s2                 # adam: v; rmsprop: buf
+    void *s3                 # adam: vmax; rmsprop: gavg
+    const void *g
+    int64_t n
+    int64_t step             # adam: the step number; sgd: first_step
+    bint f64
+
+
+cdef int _entry(_Entry *e, _Span *spans, Py_ssize_t i, object p, object g, object s1,
+                object s2, object s3, int required, tuple names, bint multi) except -1:
+    """Check one entry (p and the states s1..s3 written, g read) into e and its five spans.
+    The first `required` states must be arrays; a later one may be None (unused: a NULL
+    pointer, an empty span)."""
+    cdef cnp.ndarray P = _arr(p, names, 0, i, multi), G = _arr(g, names, 1, i, multi)
+    cdef bint f64 = _is_f64(P)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(P)
+    _same(P, f64, n, True)
+    _same(G, f64, n, False)
+    _same_dims(P, G)
+    e.p = cnp.PyArray_DATA(P)
+    e.g = cnp.PyArray_DATA(G)
+    e.n = n
+    e.f64 = f64
+    _span(&spans[0], P, i, 0, True, False)
+    _span(&spans[1], G, i, 1, False, True)
+    e.s1 = _state(&spans[2], s1, required >= 1, P, f64, i, 2, names, multi)
+    e.s2 = _state(&spans[3], s2, required >= 2, P, f64, i, 3, names, multi)
+    e.s3 = _state(&spans[4], s3, required >= 3, P, f64, i, 4, names, multi)
+    return 0
+
+
+cdef void *_state(_Span *span, object state, bint required, cnp.ndarray P, bint f64,
+                  Py_ssize_t i, int role, tuple names, bint multi) except? NULL:
+    """The data of the optimizer state `state` of parameter P (NULL for an unused None: a kernel
+    takes a NULL state as absent), checked."""
+    if state is None and not required:
+        span.lo = span.hi = NULL
+        return NULL
+    cdef cnp.ndarray S = _arr(state, names, role, i, multi)
+    _same(S, f64, cnp.PyArray_SIZE(P), True)
+    _same_dims(P, S)
+    _span(span, S, i, role, True, False)
+    return cnp.PyArray_DATA(S)
+
+
+cdef void _sgd_run(const _Entry *e, double lr, double momentum, double dampening,
+                   double weight_decay, bint nesterov) noexcept nogil:
+    if e.f64:
+        myelin_sgd_step_f64(<double *>e.p, <double *>e.s1, <const double *>e.g, e.n, lr,
+                            momentum, dampening, weight_decay, nesterov, <int>e.step)
+    else:
+        myelin_sgd_step_f32(<float *>e.p, <float *>e.s1, <const float *>e.g, e.n, lr,
+                            momentum, dampening, weight_decay, nesterov, <int>e.step)
+
+
+cdef void _adam_run(const _Entry *e, double lr, double beta1, double beta2, double eps,
+                    double weight_decay, bint decoupled) noexcept nogil:
+    if e.f64:
+        myelin_adam_step_f64(<double *>e.p, <double *>e.s1, <double *>e.s2, <double *>e.s3,
+                             <const double *>e.g, e.n, lr, beta1, beta2, eps, weight_decay,
+                             decoupled, e.step)
+    else:
+        myelin_adam_step_f32(<float *>e.p, <float *>e.s1, <float *>e.s2, <float *>e.s3,
+                             <const float *>e.g, e.n, lr, beta1, beta2, eps, weight_decay,
+                             decoupled, e.step)
+
+
+_SGD_NAMES = ("param", "grad", "momentum_buffer", "", "")
+_SGD_MULTI_NAMES = ("params", "grads", "momentum_buffers", "", "")
+_ADAM_NAMES = ("param", "grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+_ADAM_MULTI_NAMES = ("params", "grads", "exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs")
+_RMSPROP_NAMES = ("param", "grad", "square_avg", "momentum_buffer", "grad_avg")
+
 
 def sgd_step(cnp.ndarray p, object buf, cnp.ndarray g, double lr, double momentum,
              double dampening, double weight_decay, bint nesterov, bint first_step):
-    cdef bint f64 = _is_f64(p)
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(p)
-    _same(p, f64, n, True)
-    _same(g, f64, n, False)
-    if buf is not None:
-        _same(buf, f64, n, True)
-    elif momentum != 0.0:
+    if buf is None and momentum != 0.0:
         raise ValueError("sgd_step: momentum needs a buffer")
-    cdef void *pp = cnp.PyArray_DATA(p)
-    cdef void *pbuf = _ptr(buf)
-    cdef void *pg = cnp.PyArray_DATA(g)
+    cdef _Entry e
+    cdef _Span s[5]
+    _entry(&e, s, 0, p, g, buf, None, None, momentum != 0.0, _SGD_NAMES, False)
+    e.step = first_step
+    _check_spans(s, 5, _SGD_NAMES, False)
     with nogil:
-        if f64:
-            myelin_sgd_step_f64(<double *>pp, <double *>pbuf, <const double *>pg, n, lr,
-                                momentum, dampening, weight_decay, nesterov, first_step)
-        else:
-            myelin_sgd_step_f32(<float *>pp, <float *>pbuf, <const float *>pg, n, lr,
-                                momentum, dampening, weight_decay, nesterov, first_step)
+        _sgd_run(&e, lr, momentum, dampening, weight_decay, nesterov)
 
 
 def adam_step(cnp.ndarray p, cnp.ndarray m, cnp.ndarray v, object vmax, cnp.ndarray g,
               double lr, double beta1, double beta2, double eps, double weight_decay,
               bint decoupled, int64_t step):
-    cdef bint f64 = _is_f64(p)
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(p)
-    _same(p, f64, n, True)
-    _same(m, f64, n, True)
-    _same(v, f64, n, True)
-    _same(g, f64, n, False)
-    if vmax is not None:
-        _same(vmax, f64, n, True)
     if step < 1:
         raise ValueError("adam_step: step must be >= 1")
-    cdef void *pp = cnp.PyArray_DATA(p)
-    cdef void *pm = cnp.PyArray_DATA(m)
-    cdef void *pv = cnp.PyArray_DATA(v)
-    cdef void *pvmax = _ptr(vmax)
-    cdef void *pg = cnp.PyArray_DATA(g)
+    cdef _Entry e
+    cdef _Span s[5]
+    _entry(&e, s, 0, p, g, m, v, vmax, 2, _ADAM_NAMES, False)
+    e.step = step
+    _check_spans(s, 5, _ADAM_NAMES, False)
     with nogil:
-        if f64:
-            myelin_adam_step_f64(<double *>pp, <double *>pm, <double *>pv, <double *>pvmax,
-                                 <const double *>pg, n, lr, beta1, beta2, eps, weight_decay,
-                                 decoupled, step)
-        else:
-            myelin_adam_step_f32(<float *>pp, <float *>pm, <float *>pv, <float *>pvmax,
-                                 <const float *>pg, n, lr, beta1, beta2, eps, weight_decay,
-                                 decoupled, step)
+        _adam_run(&e, lr, beta1, beta2, eps, weight_decay, decoupled)
 
 
 def rmsprop_step(cnp.ndarray p, cnp.ndarray sq, object buf, object gavg, cnp.ndarray g,
                  double lr, double alpha, double eps, double weight_decay, double momentum):
-    cdef bint f64 = _is_f64(p)
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(p)
-    _same(p, f64, n, True)
-    _same(sq, f64, n, True)
-    _same(g, f64, n, False)
-    if buf is not None:
-        _same(buf, f64, n, True)
-    elif momentum != 0.0:
+    if buf is None and momentum != 0.0:
         raise ValueError("rmsprop_step: momentum needs a buffer")
-    if gavg is not None:
-        _same(gavg, f64, n, True)
-    cdef void *pp = cnp.PyArray_DATA(p)
-    cdef void *psq = cnp.PyArray_DATA(sq)
-    cdef void *pbuf = _ptr(buf)
-    cdef void *pgavg = _ptr(gavg)
-    cdef void *pg = cnp.PyArray_DATA(g)
+    cdef _Entry e
+    cdef _Span s[5]
+    _entry(&e, s, 0, p, g, sq, buf, gavg, 2 if momentum != 0.0 else 1, _RMSPROP_NAMES, False)
+    _check_spans(s, 5, _RMSPROP_NAMES, False)
     with nogil:
-        if f64:
-            myelin_rmsprop_step_f64(<double *>pp, <double *>psq, <double *>pbuf,
-                                    <double *>pgavg, <const double *>pg, n, lr, alpha, eps,
+        if e.f64:
+            myelin_rmsprop_step_f64(<double *>e.p, <double *>e.s1, <double *>e.s2,
+                                    <double *>e.s3, <const double *>e.g, e.n, lr, alpha, eps,
                                     weight_decay, momentum)
         else:
-            myelin_rmsprop_step_f32(<float *>pp, <float *>psq, <float *>pbuf, <float *>pgavg,
-                                    <const float *>pg, n, lr, alpha, eps, weight_decay, momentum)
+            myelin_rmsprop_step_f32(<float *>e.p, <float *>e.s1, <float *>e.s2, <float *>e.s3,
+                                    <const float *>e.g, e.n, lr, alpha, eps, weight_decay,
+                                    momentum)
 
 
 # ---------------------------------------------------------------- fast paths of the hot loop
@@ -572,14 +905,16 @@ def rmsprop_step(cnp.ndarray p, cnp.ndarray sq, object buf, object gavg, cnp.nda
 # with the same strides, so the numbers are the same.
 
 cdef inline int _plain_type(object a):
-    """The float type number of a C-contiguous, aligned float32/float64 ndarray, else -1."""
-    if type(a) is not np.ndarray:
+    """The float type number of a C-contiguous, aligned float32/float64 ndarray in the machine's
+    byte order, else -1 (_is_f64's rule, answered rather than raised)."""
+    if type(a) is not cnp.ndarray:
         return -1
     cdef cnp.ndarray arr = <cnp.ndarray>a
     cdef int t = cnp.PyArray_TYPE(arr)
     if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64:
         return -1
-    if not cnp.PyArray_IS_C_CONTIGUOUS(arr) or not cnp.PyArray_ISALIGNED(arr):
+    if not cnp.PyArray_IS_C_CONTIGUOUS(arr) or not cnp.PyArray_ISALIGNED(arr) \
+            or not cnp.PyArray_ISNOTSWAPPED(arr):
         return -1
     return t
 
@@ -663,8 +998,8 @@ def matmul_fast(object a, object b, bint trans_a, bint trans_b):
 def linear_fast(object x, object w, object bias, object activation, object negative_slope,
                 object out=None):
     """act(x @ w.T + bias) for x (M, K), w (N, K), bias (N,) or None, all C-contiguous of one
-    float dtype, into `out` (a writable C-contiguous (M, N) array of the dtype) or a new array;
-    None for anything else (out sharing memory with an input is the caller's to refuse)."""
+    float dtype, into `out` (a writable C-contiguous (M, N) array of the dtype sharing no memory
+    with an input) or a new array; None for anything else."""
     cdef int t = _plain_type(x)
     if t < 0 or _plain_type(w) != t:
         return None
@@ -686,7 +1021,8 @@ def linear_fast(object x, object w, object bias, object activation, object negat
         return None
     if out is None:
         out = _empty2(M, N, t)
-    elif not _buffer_ok(out, t, M, N, 2):
+    elif not _buffer_ok(out, t, M, N, 2) or _meets(out, x) or _meets(out, w) \
+            or _meets(out, bias):
         return None
     cdef bint f64 = t == cnp.NPY_FLOAT64
     cdef void *px = cnp.PyArray_DATA(X)
@@ -703,7 +1039,8 @@ def linear_backward_fast(object grad_y, object x, object w, object y, object act
                          object out_w=None, object out_b=None, object work=None):
     """(grad_x or None, grad_w, grad_b) of linear_fast's case, written into the given out_*
     arrays (else new ones); `work` (M, N) receives the activation's gradient and may be grad_y
-    itself (overwritten). None for anything else."""
+    itself (overwritten). None for anything else, and when an array written shares memory with
+    another array of the call (work being grad_y excepted)."""
     cdef int t = _plain_type(grad_y)
     if t < 0 or _plain_type(x) != t or _plain_type(w) != t:
         return None
@@ -721,21 +1058,44 @@ def linear_backward_fast(object grad_y, object x, object w, object y, object act
         return None
     cdef bint f64 = t == cnp.NPY_FLOAT64
     cdef cnp.ndarray Y
-    cdef cnp.ndarray gz = G
-    cdef void *pg
-    cdef void *py
     if act != 0:
         if _plain_type(y) != t:
             return None
         Y = <cnp.ndarray>y
         if Y.ndim != 2 or Y.shape[0] != M or Y.shape[1] != N:
             return None
-        if work is None:
-            gz = _empty2(M, N, t)
-        elif _buffer_ok(work, t, M, N, 2):
-            gz = <cnp.ndarray>work
-        else:
+        if work is not None and not (_buffer_ok(work, t, M, N, 2)
+                                     and (work is grad_y or not _meets(work, grad_y))
+                                     and not _meets(work, x) and not _meets(work, w)
+                                     and not _meets(work, y)):
             return None
+    else:
+        y = work = None  # neither is read nor written
+    if out_w is not None and not _buffer_ok(out_w, t, N, K, 2):
+        return None
+    if out_b is not None and not _buffer_ok(out_b, t, N, 0, 1):
+        return None
+    if not need_grad_x:
+        out_x = None
+    if out_x is not None and not _buffer_ok(out_x, t, M, K, 2):
+        return None
+    cdef tuple outs = (out_x, out_w, out_b)
+    cdef int i, j
+    for i in range(3):  # each written: apart from every other array of the call
+        o = outs[i]
+        if o is None:
+            continue
+        if _meets(o, grad_y) or _meets(o, x) or _meets(o, w) or _meets(o, y) or _meets(o, work):
+            return None
+        for j in range(i + 1, 3):
+            if _meets(o, outs[j]):
+                return None
+    # all checked: from here on the call runs
+    cdef cnp.ndarray gz = G
+    cdef void *pg
+    cdef void *py
+    if act != 0:
+        gz = _empty2(M, N, t) if work is None else <cnp.ndarray>work
         pg = cnp.PyArray_DATA(G)
         py = cnp.PyArray_DATA(Y)
         with nogil:
@@ -745,12 +1105,6 @@ def linear_backward_fast(object grad_y, object x, object w, object y, object act
             else:
                 myelin_act_backward_f32(<float *>cnp.PyArray_DATA(gz), <const float *>pg,
                                         <const float *>py, M * N, act, slope)
-    if out_w is not None and not _buffer_ok(out_w, t, N, K, 2):
-        return None
-    if out_b is not None and not _buffer_ok(out_b, t, N, 0, 1):
-        return None
-    if need_grad_x and out_x is not None and not _buffer_ok(out_x, t, M, K, 2):
-        return None
     cdef cnp.ndarray gw = _empty2(N, K, t) if out_w is None else <cnp.ndarray>out_w
     cdef cnp.ndarray gb = _empty1(N, t) if out_b is None else <cnp.ndarray>out_b
     cdef object gx = None
@@ -775,94 +1129,73 @@ def linear_backward_fast(object grad_y, object x, object w, object y, object act
     return gx, gw, gb
 
 
-def adam_multi(list params, list grads, list exp_avgs, list exp_avg_sqs, object max_exp_avg_sqs,
-               list steps, double lr, double beta1, double beta2, double eps,
-               double weight_decay, bint decoupled):
-    """adam_step over lists of tensors in one call (multi-tensor apply); each tensor is checked
-    as adam_step checks it, all before the first update."""
-    cdef Py_ssize_t n = len(params), i
-    if len(grads) != n or len(exp_avgs) != n or len(exp_avg_sqs) != n or len(steps) != n:
+def adam_multi(object params, object grads, object exp_avgs, object exp_avg_sqs,
+               object max_exp_avg_sqs, object steps, double lr, double beta1, double beta2,
+               double eps, double weight_decay, bint decoupled):
+    """adam_step over sequences of tensors in one call (multi-tensor apply). Each sequence is
+    read once, into a tuple the call holds, before anything is checked; each step is converted
+    once; each entry is then checked as adam_step checks it, and no array written shares memory
+    with another array of any entry, all before the first update."""
+    cdef tuple P = tuple(params), G = tuple(grads), M = tuple(exp_avgs), V = tuple(exp_avg_sqs)
+    cdef tuple VM = None if max_exp_avg_sqs is None else tuple(max_exp_avg_sqs)
+    cdef tuple S = tuple(steps)
+    cdef Py_ssize_t n = len(P), i
+    if len(G) != n or len(M) != n or len(V) != n or len(S) != n \
+            or (VM is not None and len(VM) != n):
         raise ValueError("adam_multi: lists of different lengths")
-    if max_exp_avg_sqs is not None and len(max_exp_avg_sqs) != n:
-        raise ValueError("adam_multi: lists of different lengths")
-    for i in range(n):
-        _check_adam(params[i], grads[i], exp_avgs[i], exp_avg_sqs[i],
-                    None if max_exp_avg_sqs is None else max_exp_avg_sqs[i], steps[i])
-    cdef cnp.ndarray p
-    cdef void *pv
-    cdef int64_t step, size
-    cdef bint f64
-    for i in range(n):
-        p = <cnp.ndarray>params[i]
-        f64 = cnp.PyArray_TYPE(p) == cnp.NPY_FLOAT64
-        size = cnp.PyArray_SIZE(p)
-        step = steps[i]
-        pv = NULL if max_exp_avg_sqs is None else cnp.PyArray_DATA(<cnp.ndarray>max_exp_avg_sqs[i])
-        _adam_one(f64, cnp.PyArray_DATA(p), cnp.PyArray_DATA(<cnp.ndarray>exp_avgs[i]),
-                  cnp.PyArray_DATA(<cnp.ndarray>exp_avg_sqs[i]), pv,
-                  cnp.PyArray_DATA(<cnp.ndarray>grads[i]), size, lr, beta1, beta2, eps,
-                  weight_decay, decoupled, step)
+    cdef _Entry *e = <_Entry *>PyMem_Malloc(max(n, 1) * sizeof(_Entry))
+    cdef _Span *spans = <_Span *>PyMem_Malloc(max(5 * n, 1) * sizeof(_Span))
+    if e == NULL or spans == NULL:
+        PyMem_Free(e)
+        PyMem_Free(spans)
+        raise MemoryError()
+    try:
+        for i in range(n):  # Python code (a step's __index__) runs here, before any check
+            e[i].step = S[i]
+            if e[i].step < 1:
+                raise ValueError(f"adam_multi: steps[{i}] must be >= 1")
+        for i in range(n):
+            _entry(&e[i], &spans[5 * i], i, P[i], G[i], M[i], V[i],
+                   None if VM is None else VM[i], 2 if VM is None else 3, _ADAM_MULTI_NAMES,
+                   True)
+        _check_spans(spans, 5 * n, _ADAM_MULTI_NAMES, True)
+        with nogil:
+            for i in range(n):
+                _adam_run(&e[i], lr, beta1, beta2, eps, weight_decay, decoupled)
+    finally:
+        PyMem_Free(e)
+        PyMem_Free(spans)
 
 
-cdef void _adam_one(bint f64, void *p, void *m, void *v, void *vmax, void *g, int64_t n,
-                    double lr, double beta1, double beta2, double eps, double weight_decay,
-                    bint decoupled, int64_t step) noexcept:
-    with nogil:
-        if f64:
-            myelin_adam_step_f64(<double *>p, <double *>m, <double *>v, <double *>vmax,
-                                 <const double *>g, n, lr, beta1, beta2, eps, weight_decay,
-                                 decoupled, step)
-        else:
-            myelin_adam_step_f32(<float *>p, <float *>m, <float *>v, <float *>vmax,
-                                 <const float *>g, n, lr, beta1, beta2, eps, weight_decay,
-                                 decoupled, step)
-
-
-cdef int _check_adam(cnp.ndarray p, cnp.ndarray g, cnp.ndarray m, cnp.ndarray v, object vmax,
-                     int64_t step) except -1:
-    cdef bint f64 = _is_f64(p)
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(p)
-    _same(p, f64, n, True)
-    _same(m, f64, n, True)
-    _same(v, f64, n, True)
-    _same(g, f64, n, False)
-    _same_dims(p, g)
-    _same_dims(p, m)
-    _same_dims(p, v)
-    _apart(p, m)
-    _apart(p, v)
-    if vmax is not None:
-        _same(vmax, f64, n, True)
-        _same_dims(p, vmax)
-        _apart(p, vmax)
-    if step < 1:
-        raise ValueError("adam_multi: step must be >= 1")
-    return 0
-
-
-def sgd_multi(list params, list grads, object bufs, double lr, double momentum,
-              double dampening, double weight_decay, bint nesterov, list first_steps):
-    """sgd_step over lists of tensors in one call; every tensor checked before the first update."""
-    cdef Py_ssize_t n = len(params), i
-    if len(grads) != n or len(first_steps) != n or (bufs is not None and len(bufs) != n):
+def sgd_multi(object params, object grads, object bufs, double lr, double momentum,
+              double dampening, double weight_decay, bint nesterov, object first_steps):
+    """sgd_step over sequences of tensors in one call, read and checked as adam_multi's."""
+    cdef tuple P = tuple(params), G = tuple(grads), F = tuple(first_steps)
+    cdef tuple B = None if bufs is None else tuple(bufs)
+    cdef Py_ssize_t n = len(P), i
+    if len(G) != n or len(F) != n or (B is not None and len(B) != n):
         raise ValueError("sgd_multi: lists of different lengths")
-    cdef bint f64
-    cdef Py_ssize_t size
-    for i in range(n):
-        f64 = _is_f64(params[i])
-        size = cnp.PyArray_SIZE(params[i])
-        _same(params[i], f64, size, True)
-        _same(grads[i], f64, size, False)
-        _same_dims(params[i], grads[i])
-        if bufs is not None:
-            _same(bufs[i], f64, size, True)
-            _same_dims(params[i], bufs[i])
-            _apart(params[i], bufs[i])
-        elif momentum != 0.0:
-            raise ValueError("sgd_multi: momentum needs buffers")
-    for i in range(n):
-        sgd_step(params[i], None if bufs is None else bufs[i], grads[i], lr, momentum, dampening,
-                 weight_decay, nesterov, first_steps[i])
+    if B is None and momentum != 0.0:
+        raise ValueError("sgd_multi: momentum needs buffers")
+    cdef _Entry *e = <_Entry *>PyMem_Malloc(max(n, 1) * sizeof(_Entry))
+    cdef _Span *spans = <_Span *>PyMem_Malloc(max(5 * n, 1) * sizeof(_Span))
+    if e == NULL or spans == NULL:
+        PyMem_Free(e)
+        PyMem_Free(spans)
+        raise MemoryError()
+    try:
+        for i in range(n):  # Python code (a flag's __bool__) runs here, before any check
+            e[i].step = 1 if F[i] else 0
+        for i in range(n):
+            _entry(&e[i], &spans[5 * i], i, P[i], G[i], None if B is None else B[i], None,
+                   None, momentum != 0.0, _SGD_MULTI_NAMES, True)
+        _check_spans(spans, 5 * n, _SGD_MULTI_NAMES, True)
+        with nogil:
+            for i in range(n):
+                _sgd_run(&e[i], lr, momentum, dampening, weight_decay, nesterov)
+    finally:
+        PyMem_Free(e)
+        PyMem_Free(spans)
 
 
 def softmax_xent_fast(object logits, object labels, object ignore_index, object label_smoothing,
@@ -871,11 +1204,10 @@ def softmax_xent_fast(object logits, object labels, object ignore_index, object 
     float logits and a 1-D C-contiguous int64 labels array all in range (or equal to
     ignore_index); None for anything else, bad labels included (the general path names them)."""
     cdef int t = _plain_type(logits)
-    if t < 0 or type(labels) is not np.ndarray or type(label_smoothing) is not float:
+    if t < 0 or type(labels) is not cnp.ndarray or type(label_smoothing) is not float:
         return None
     cdef cnp.ndarray L = <cnp.ndarray>logits, Y = <cnp.ndarray>labels
-    if L.ndim != 2 or Y.ndim != 1 or cnp.PyArray_TYPE(Y) != cnp.NPY_INT64 \
-            or not cnp.PyArray_IS_C_CONTIGUOUS(Y) or not cnp.PyArray_ISALIGNED(Y):
+    if L.ndim != 2 or Y.ndim != 1 or not _plain_labels(Y):
         return None
     cdef int64_t rows = L.shape[0], cols = L.shape[1], i, lab, valid = 0
     cdef double smoothing = <double>label_smoothing
@@ -938,9 +1270,11 @@ def chain_forward_fast(object x, object weights, object biases, object activatio
     """[x, y_1, ..., y_L], each layer's output a new array, for sequences of L weights, biases
     (or None), activations and slopes; None unless every layer is linear_fast's case. With
     pool_from > 0, also None when any weight or output would have pool_from elements or more
-    (the caller then takes those buffers from its pool)."""
-    cdef Py_ssize_t i, n = len(weights)
-    if len(biases) != n or len(activations) != n or len(slopes) != n:
+    (the caller then takes those buffers from its pool). Each sequence is read once, into a
+    tuple the call holds."""
+    cdef tuple W = tuple(weights), B = tuple(biases), A = tuple(activations), S = tuple(slopes)
+    cdef Py_ssize_t i, n = len(W)
+    if len(B) != n or len(A) != n or len(S) != n:
         return None
     cdef list outs = [x]
     cdef object h = x, w
@@ -950,16 +1284,16 @@ def chain_forward_fast(object x, object weights, object biases, object activatio
             return None
         rows = (<cnp.ndarray>x).shape[0]
         for i in range(n):
-            w = weights[i]
+            w = W[i]
             if _plain_type(w) < 0 or (<cnp.ndarray>w).ndim != 2:
                 return None
             if cnp.PyArray_SIZE(<cnp.ndarray>w) >= pool_from \
                     or rows * (<cnp.ndarray>w).shape[0] >= pool_from:
                 return None
-    cdef int prev = myelin_set_team_cap(myelin_chain_threads(_chain_flops(x, weights, NULL)))
+    cdef int prev = myelin_set_team_cap(myelin_chain_threads(_chain_flops(x, W, NULL)))
     try:
         for i in range(n):
-            h = linear_fast(h, weights[i], biases[i], activations[i], slopes[i])
+            h = linear_fast(h, W[i], B[i], A[i], S[i])
             if h is None:
                 return None
             outs.append(h)
@@ -968,25 +1302,27 @@ def chain_forward_fast(object x, object weights, object biases, object activatio
     return outs
 
 
-def chain_backward_fast(object g, list outs, object weights, object activations, object slopes,
-                        bint need_input_grad):
+def chain_backward_fast(object g, object outs, object weights, object activations,
+                        object slopes, bint need_input_grad):
     """[grad_x, grad_w1, grad_b1, ..., grad_wL, grad_bL] for the upstream gradient g of
     chain_forward_fast's outputs `outs`, each a new array (grad_x None unless need_input_grad);
-    None unless every layer is linear_backward_fast's case."""
-    cdef Py_ssize_t i, n = len(weights)
-    if len(outs) != n + 1 or len(activations) != n or len(slopes) != n:
+    None unless every layer is linear_backward_fast's case. Each sequence is read once, into a
+    tuple the call holds."""
+    cdef tuple O = tuple(outs), W = tuple(weights), A = tuple(activations), S = tuple(slopes)
+    cdef Py_ssize_t i, n = len(W)
+    if len(O) != n + 1 or len(A) != n or len(S) != n:
         return None
     cdef list grads = [None] * (1 + 2 * n)
     cdef object res
     cdef double first = 0.0
-    cdef double flops = 2.0 * _chain_flops(outs[0], weights, &first)
+    cdef double flops = 2.0 * _chain_flops(O[0], W, &first)
     if not need_input_grad:
         flops -= first  # no input gradient for the first layer
     cdef int prev = myelin_set_team_cap(myelin_chain_threads(flops))
     try:
         for i in range(n - 1, -1, -1):
-            res = linear_backward_fast(g, outs[i], weights[i], outs[i + 1], activations[i],
-                                       slopes[i], i > 0 or need_input_grad)
+            res = linear_backward_fast(g, O[i], W[i], O[i + 1], A[i], S[i],
+                                       i > 0 or need_input_grad)
             if res is None:
                 return None
             g = (<tuple>res)[0]
@@ -998,7 +1334,7 @@ def chain_backward_fast(object g, list outs, object weights, object activations,
     return grads
 
 
-cdef double _chain_flops(object x, object weights, double *first):
+cdef double _chain_flops(object x, tuple weights, double *first):
     """The flops of the products of a forward pass of the chain, float64 ones counting double
     (a backward pass makes twice as many, less the first layer's input gradient when it is not
     wanted: its flops go to *first unless first is NULL); 0 when x or a weight is not a plain
@@ -1009,11 +1345,13 @@ cdef double _chain_flops(object x, object weights, double *first):
     cdef double rows = <double>(<cnp.ndarray>x).shape[0], total = 0.0, f
     cdef double scale = 2.0 if t == cnp.NPY_FLOAT64 else 1.0
     cdef Py_ssize_t i
+    cdef object item
     cdef cnp.ndarray w
     for i in range(len(weights)):
-        if _plain_type(weights[i]) != t or (<cnp.ndarray>weights[i]).ndim != 2:
+        item = weights[i]  # read once: the array checked is the array measured
+        if _plain_type(item) != t or (<cnp.ndarray>item).ndim != 2:
             return 0.0
-        w = <cnp.ndarray>weights[i]
+        w = <cnp.ndarray>item
         f = 2.0 * rows * <double>w.shape[0] * <double>w.shape[1] * scale
         if i == 0 and first != NULL:
             first[0] = f
@@ -1023,16 +1361,18 @@ cdef double _chain_flops(object x, object weights, double *first):
 
 def sumsq_fast(object arrays):
     """The sum of squares of all the arrays of the list `arrays` together (a float), each summed
-    by sumsq; None unless every one is a C-contiguous, aligned float32/float64 ndarray."""
+    by sumsq; None unless every one is a C-contiguous, aligned float32/float64 ndarray in the
+    machine's byte order. The list is read once, into a tuple the call holds."""
     if type(arrays) is not list:
         return None
-    cdef Py_ssize_t i, n = len(arrays)
+    cdef tuple items = tuple(<list>arrays)
+    cdef Py_ssize_t i, n = len(items)
     cdef double total = 0.0
     for i in range(n):
-        if _plain_type(arrays[i]) < 0:
+        if _plain_type(items[i]) < 0:
             return None
     for i in range(n):
-        total += sumsq(<cnp.ndarray>arrays[i])
+        total += sumsq(<cnp.ndarray>items[i])
     return total
 
 

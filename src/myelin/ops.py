@@ -7,6 +7,20 @@ checked, outputs allocated or checked, and then one binding of ``myelin._kernels
 The dtype rule: float32 and float64 are computed natively. An ndarray of any other dtype raises
 TypeError. Python scalars and nested lists are converted with ``np.asarray``, integer or bool
 ones to float64. Inputs of different float dtypes are promoted to float64, as NumPy would.
+
+Memory layout: inputs may have any strides, byte order (a big-endian ``>f4`` array is float32)
+and alignment; what the kernels cannot read as it is is read from a native, aligned,
+C-contiguous copy. ``out=`` arrays follow NumPy's ``out=``: any writable array of the result's
+shape and dtype, in any layout or byte order (the result is computed into a temporary and
+copied when the kernel cannot write ``out`` directly). Arrays updated in place by the optimizer
+steps (parameters and states) must be what the kernels update directly: C-contiguous, aligned,
+in the machine's byte order and writable; anything else raises ValueError naming the argument.
+
+Overlap: an op reads its inputs as they were before it writes anything (an input sharing memory
+with an output is read from a copy, unless it is exactly the output of an element-wise op,
+which is then computed in place). Two arrays an op writes (a parameter and its states, the
+arrays of ``linear_backward``'s ``out``, the entries of a multi-tensor step) must not share
+memory: ValueError naming both. So results never depend on the number of threads.
 """
 
 from __future__ import annotations
@@ -53,6 +67,8 @@ __all__ = [
 ]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_TooHardError = getattr(np, "exceptions", np).TooHardError
+_SHARES_MAX_WORK = 1 << 16  # numpy.shares_memory's work bound (about a millisecond)
 _ACTIVATIONS = {
     None: _kernels.ACT_NONE,
     "relu": _kernels.ACT_RELU,
@@ -81,11 +97,32 @@ def _as_float(x, name: str) -> np.ndarray:
         if not typed and a.dtype.kind in "biu":
             a = a.astype(np.float64)
     if a.dtype not in _FLOATS:
-        raise TypeError(
-            f"{name} has dtype {a.dtype}; myelin computes in float32 or float64 "
-            f"(convert with .astype(np.float32))"
-        )
+        native = a.dtype.newbyteorder("=")
+        if native not in _FLOATS:
+            raise TypeError(
+                f"{name} has dtype {a.dtype}; myelin computes in float32 or float64 "
+                f"(convert with .astype(np.float32))"
+            )
+        a = a.astype(native)  # the other byte order: the same values, in the machine's order
     return a
+
+
+def _direct(a: np.ndarray) -> bool:
+    """Whether the kernels can read or write ``a`` in place as a flat array: C-contiguous,
+    aligned and in the machine's byte order."""
+    return a.flags.c_contiguous and a.flags.aligned and a.dtype.isnative
+
+
+def _shares(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two ndarrays share memory, exactly: bounds settle most pairs, numpy's exact test
+    the rest (work-bounded; a pair it cannot settle counts as sharing)."""
+    if not np.may_share_memory(a, b):
+        return False
+    try:
+        # (numpy's stubs type max_work as -1 or 0 only; any bound is documented and works)
+        return bool(np.shares_memory(a, b, max_work=_SHARES_MAX_WORK))  # type: ignore[arg-type]
+    except _TooHardError:
+        return True
 
 
 def _promote(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -98,7 +135,14 @@ def _promote(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
 
 
 def _contig(a: np.ndarray) -> np.ndarray:
-    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
+    """``a`` (of a native float dtype) as the kernels read it: C-contiguous and aligned (a copy
+    when it is not; ``np.ascontiguousarray`` would keep an unaligned contiguous array)."""
+    return a if a.flags.c_contiguous and a.flags.aligned else np.array(a, order="C")
+
+
+def _aligned(a: np.ndarray) -> np.ndarray:
+    """``a`` (any strides) itself when aligned, else an aligned C-contiguous copy."""
+    return a if a.flags.aligned else np.array(a, order="C")
 
 
 def _rows(a: np.ndarray, cols: int) -> np.ndarray:
@@ -109,9 +153,11 @@ def _rows(a: np.ndarray, cols: int) -> np.ndarray:
 
 
 def _check_out(out, name: str, shape: tuple, dtype: np.dtype) -> np.ndarray:
+    """``out`` checked as NumPy's ``out=``: an ndarray of the shape and dtype (in either byte
+    order), writable; the caller writes it through a temporary unless ``_direct(out)``."""
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
-    if out.dtype != dtype:
+    if out.dtype.newbyteorder("=") != dtype:
         raise TypeError(f"{name} has dtype {out.dtype}; expected {dtype}")
     if out.shape != tuple(shape):
         raise ValueError(f"{name} has shape {out.shape}; expected {tuple(shape)}")
@@ -197,7 +243,8 @@ def matmul(
     trans_a, trans_b : bool
         Transpose the last two axes of ``a`` / ``b`` first, without a copy.
     out : ndarray, optional
-        Result array of the right shape and dtype; must not share memory with ``a`` or ``b``.
+        Result array of the right shape and dtype (any layout or byte order); must not share
+        memory with ``a`` or ``b``.
 
     Returns
     -------
@@ -207,6 +254,7 @@ def matmul(
         res = _kernels.matmul_fast(a, b, trans_a, trans_b)
         if res is not None:
             return res
+    a_in, b_in = a, b
     a, b = _promote(_as_float(a, "a"), _as_float(b, "b"))
     if a.ndim == 0 or b.ndim == 0:
         which = "a" if a.ndim == 0 else "b"
@@ -227,7 +275,8 @@ def matmul(
             batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
         except ValueError:
             raise ValueError(
-                f"matmul: the batch dimensions of a {a.shape} and b {b.shape} do not broadcast"
+                f"matmul: the batch dimensions of a {a.shape} and b {b.shape} do not broadcast; "
+                f"expected batch dimensions that are equal or 1"
             ) from None
     full = batch + (M, N)
     shape = batch + ((M,) if a.ndim > 1 else ()) + ((N,) if b.ndim > 1 else ())
@@ -237,16 +286,14 @@ def matmul(
         work = res if shape == full else res.reshape(full)
     else:
         res = _check_out(out, "out", shape, dtype)
-        if np.may_share_memory(res, a) or np.may_share_memory(res, b):
-            raise ValueError("matmul: out shares memory with an input; pass a separate array")
-        copy_back = not res.flags.c_contiguous
+        for arr, nm in ((a_in, "a"), (b_in, "b")):
+            if isinstance(arr, np.ndarray) and _shares(res, arr):
+                raise ValueError(f"matmul: out shares memory with {nm}; pass a separate array")
+        copy_back = not _direct(res)
         work = np.empty(full, dtype) if copy_back else res.reshape(full)
-    # The kernels address elements by stride: an unaligned view (strides not a multiple of the
-    # item size) is copied first.
-    if not a2.flags.aligned:
-        a2 = np.ascontiguousarray(a2)
-    if not b2.flags.aligned:
-        b2 = np.ascontiguousarray(b2)
+    # The kernels address elements by stride: an unaligned view (its address or strides not a
+    # multiple of the item size) is copied first.
+    a2, b2 = _aligned(a2), _aligned(b2)
     _gemm_into(work, a2, b2)
     if out is not None and copy_back:
         np.copyto(res, work.reshape(shape))
@@ -273,19 +320,16 @@ def linear(
     negative_slope : float
         The slope of leaky_relu for negative inputs (PyTorch's default 0.01).
     out : ndarray ``(..., out_features)``, optional
+        Any layout or byte order; must not share memory with an input.
 
     Returns
     -------
     ndarray ``(..., out_features)`` of the inputs' dtype.
     """
-    if out is None:
-        res = _kernels.linear_fast(x, weight, bias, activation, negative_slope)
-        if res is not None:
-            return res
-    elif not _overlaps(out, (x, weight, bias)):
-        res = _kernels.linear_fast(x, weight, bias, activation, negative_slope, out)
-        if res is not None:
-            return res
+    res = _kernels.linear_fast(x, weight, bias, activation, negative_slope, out)
+    if res is not None:
+        return res
+    inputs = ((x, "x"), (weight, "weight"), (bias, "bias"))
     act = _activation(activation)
     slope = _slope(negative_slope)
     arrays: Any = [_as_float(x, "x"), _as_float(weight, "weight")]
@@ -312,29 +356,20 @@ def linear(
             )
     shape = x.shape[:-1] + (n_out,)
     x2 = _rows(x, n_in)
-    if not x2.flags.aligned:
-        x2 = np.ascontiguousarray(x2)
-    w_t = (weight if weight.flags.aligned else np.ascontiguousarray(weight)).T
+    x2, w_t = _aligned(x2), _aligned(weight).T
     if out is None:
         res = np.empty(shape, x.dtype)
         work = _rows(res, n_out)
     else:
         res = _check_out(out, "out", shape, x.dtype)
-        for arr, nm in ((x, "x"), (weight, "weight"), (bias, "bias")):
-            if arr is not None and np.may_share_memory(res, arr):
+        for arr, nm in inputs:
+            if isinstance(arr, np.ndarray) and _shares(res, arr):
                 raise ValueError(f"linear: out shares memory with {nm}; pass a separate array")
-        work = (
-            _rows(res, n_out) if res.flags.c_contiguous else np.empty((x2.shape[0], n_out), x.dtype)
-        )
+        work = _rows(res, n_out) if _direct(res) else np.empty((x2.shape[0], n_out), x.dtype)
     _kernels.gemm(work, x2, w_t, 0.0, bias, act, slope)
-    if out is not None and not res.flags.c_contiguous:
+    if out is not None and not _direct(res):
         np.copyto(res, work.reshape(shape))
     return res
-
-
-def _overlaps(a, others) -> bool:
-    """Whether ndarray ``a`` shares memory with any ndarray among ``others``."""
-    return any(isinstance(o, np.ndarray) and np.may_share_memory(a, o) for o in others)
 
 
 def linear_backward(
@@ -363,28 +398,32 @@ def linear_backward(
         returns None in its place.
     out : tuple of three ndarrays or None, optional
         Arrays to write ``(grad_x, grad_weight, grad_bias)`` into (each may be None); each must
-        have the result's shape and dtype and share memory with no input.
+        have the result's shape and dtype (any layout or byte order) and share memory with none
+        of the others (ValueError naming both). One that shares memory with an input gets the
+        right result all the same (the inputs are read first).
     work : ndarray, optional
         Scratch of ``grad_y``'s shape and dtype for the activation's gradient; may be ``grad_y``
         itself, which may then be overwritten (a caller that owns ``grad_y`` saves an
-        allocation).
+        allocation). Ignored when it is not a C-contiguous array of that shape and dtype or
+        shares memory with another argument.
 
     Returns
     -------
     (grad_x, grad_weight, grad_bias) with the shapes of x, weight and ``(out_features,)``.
     """
-    if out is None and work is None:
-        res: Any = _kernels.linear_backward_fast(
-            grad_y, x, weight, y, activation, negative_slope, bool(need_grad_x)
-        )
-        if res is not None:
-            return res
-    else:
-        res = _linear_backward_into(
-            grad_y, x, weight, y, activation, negative_slope, bool(need_grad_x), out, work
-        )
-        if res is not None:
-            return res
+    ox = ow = ob = None
+    if out is not None:
+        if not isinstance(out, tuple) or len(out) != 3:
+            raise TypeError(
+                "out must be a tuple (grad_x, grad_weight, grad_bias) of arrays or None, got "
+                f"{type(out).__name__}"
+            )
+        ox, ow, ob = out
+    res: Any = _kernels.linear_backward_fast(
+        grad_y, x, weight, y, activation, negative_slope, bool(need_grad_x), ox, ow, ob, work
+    )
+    if res is not None:
+        return res
     act = _activation(activation)
     slope = _slope(negative_slope)
     arrays: Any = [_as_float(grad_y, "grad_y"), _as_float(x, "x"), _as_float(weight, "weight")]
@@ -431,15 +470,26 @@ def linear_backward(
     if grad_x is not None:
         grad_x = grad_x.reshape(x.shape)
     if out is not None:  # the general path computes, then copies into the given arrays
+        names = ("grad_x", "grad_weight", "grad_bias")
+        dsts = [
+            None
+            if dst is None or got is None
+            else _check_out(dst, f"out ({nm})", got.shape, got.dtype)
+            for nm, got, dst in zip(names, (grad_x, grad_w, grad_b), (ox, ow, ob), strict=True)
+        ]
+        for i in range(3):
+            for j in range(i + 1, 3):
+                a, b = dsts[i], dsts[j]
+                if a is not None and b is not None and _shares(a, b):
+                    raise ValueError(
+                        f"linear_backward: out ({names[i]}) and out ({names[j]}) share memory; "
+                        f"expected separate arrays"
+                    )
         res = []
-        for name, got, dst in zip(
-            ("grad_x", "grad_weight", "grad_bias"), (grad_x, grad_w, grad_b), out, strict=True
-        ):
-            if dst is None or got is None:
-                res.append(got)
-            else:
-                np.copyto(_check_out(dst, f"out ({name})", got.shape, got.dtype), got)
-                res.append(dst)
+        for got, dst in zip((grad_x, grad_w, grad_b), dsts, strict=True):
+            if dst is not None and got is not None:
+                np.copyto(dst, got)
+            res.append(got if dst is None else dst)
         return tuple(res)
     return grad_x, grad_w, grad_b
 
@@ -467,26 +517,6 @@ def linear_chain_backward_fast(grad_y, outs, weights, activations, negative_slop
     )
 
 
-def _linear_backward_into(grad_y, x, weight, y, activation, slope, need_x, out, work):
-    """The fast path of linear_backward with out/work arrays, after checking that none of them
-    shares memory with an input (work may be grad_y itself); None when it does not apply."""
-    if out is None:
-        out = (None, None, None)
-    elif not isinstance(out, tuple) or len(out) != 3:
-        raise TypeError("out must be a tuple (grad_x, grad_weight, grad_bias) of arrays or None")
-    ox, ow, ob = out
-    inputs = (grad_y, x, weight, y)
-    given = [a for a in (ox, ow, ob) if a is not None]
-    for i, a in enumerate(given):
-        if _overlaps(a, inputs + ((work,) if work is not None else ()) + tuple(given[i + 1 :])):
-            return None
-    if work is not None and work is not grad_y and _overlaps(work, inputs):
-        return None
-    return _kernels.linear_backward_fast(
-        grad_y, x, weight, y, activation, slope, need_x, ox, ow, ob, work
-    )
-
-
 # ---------------------------------------------------------------- activations
 
 
@@ -496,10 +526,8 @@ def _unary(x, out, act: int, slope: float) -> np.ndarray:
         return _kernels.act_forward(np.empty(x.shape, x.dtype), _contig(x), act, slope)
     res = _check_out(out, "out", x.shape, x.dtype)
     xc = _contig(x)
-    if res.flags.c_contiguous:
-        if xc is not res and np.may_share_memory(res, xc):
-            xc = xc.copy()  # partial overlap: read from a copy
-        return _kernels.act_forward(res, xc, act, slope)
+    if _direct(res):
+        return _kernels.act_forward(res, _kernels.read_apart(xc, (res,), in_place=True), act, slope)
     np.copyto(res, _kernels.act_forward(np.empty(x.shape, x.dtype), xc, act, slope))
     return res
 
@@ -511,12 +539,9 @@ def _unary_backward(grad_y, y, out, act: int, slope: float, op: str) -> np.ndarr
     if out is None:
         return _kernels.act_backward(np.empty(y.shape, y.dtype), gc, yc, act, slope)
     res = _check_out(out, "out", y.shape, y.dtype)
-    if res.flags.c_contiguous:
-        if gc is not res and np.may_share_memory(res, gc):
-            gc = gc.copy()
-        if np.may_share_memory(res, yc):
-            yc = yc.copy()
-        return _kernels.act_backward(res, gc, yc, act, slope)
+    if _direct(res):
+        gc = _kernels.read_apart(gc, (res,), in_place=True)
+        return _kernels.act_backward(res, gc, _kernels.read_apart(yc, (res,)), act, slope)
     np.copyto(res, _kernels.act_backward(np.empty(y.shape, y.dtype), gc, yc, act, slope))
     return res
 
@@ -580,15 +605,20 @@ def tanh_backward(
 # ---------------------------------------------------------------- softmax
 
 
-def _axis(axis, ndim: int, op: str) -> int:
+def _axis(axis, shape: tuple, op: str, name: str = "x") -> int:
+    """``axis`` of the array ``name`` of ``shape``, as a non-negative int."""
+    ndim = len(shape)
     if ndim == 0:
-        raise ValueError(f"{op}: x is a scalar (shape ()); expected at least 1 dimension")
+        raise ValueError(f"{op}: {name} is a scalar (shape ()); expected at least 1 dimension")
     try:
         axis = operator.index(axis)
     except TypeError:
         raise TypeError(f"{op}: axis must be an int, got {type(axis).__name__}") from None
     if not -ndim <= axis < ndim:
-        raise ValueError(f"{op}: axis {axis} is out of range for an array of {ndim} dimensions")
+        raise ValueError(
+            f"{op}: axis {axis} is out of range for {name} of shape {shape}; expected "
+            f"-{ndim} <= axis < {ndim}"
+        )
     return axis % ndim
 
 
@@ -598,7 +628,7 @@ def _rows_last(a: np.ndarray, axis: int) -> np.ndarray:
 
 def _softmax(x, axis, log: bool, op: str) -> np.ndarray:
     x = _as_float(x, "x")
-    axis = _axis(axis, x.ndim, op)
+    axis = _axis(axis, x.shape, op)
     xl = _rows_last(x, axis)
     y = np.empty(xl.shape, x.dtype)
     if y.size:
@@ -610,7 +640,7 @@ def _softmax(x, axis, log: bool, op: str) -> np.ndarray:
 def _softmax_backward(grad_y, y, axis, log: bool, op: str) -> np.ndarray:
     grad_y, y = _promote(_as_float(grad_y, "grad_y"), _as_float(y, "y"))
     _same_shape(grad_y, y, "grad_y", "y", op)
-    axis = _axis(axis, y.ndim, op)
+    axis = _axis(axis, y.shape, op, "y")
     gl, yl = _rows_last(grad_y, axis), _rows_last(y, axis)
     dx = np.empty(yl.shape, y.dtype)
     if dx.size:
@@ -804,24 +834,41 @@ def mse_loss(input: ArrayLike, target: ArrayLike, *, reduction: str = "mean"):
 
 
 def _param(p, name: str) -> np.ndarray:
+    """An array updated in place by an optimizer step, as the kernels update it directly."""
     if not isinstance(p, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray updated in place, got {type(p).__name__}")
     if p.dtype not in _FLOATS:
+        if p.dtype.newbyteorder("=") in _FLOATS:
+            raise ValueError(
+                f"{name} has dtype {p.dtype.str}, not in the machine's byte order; expected a "
+                f"{p.dtype.newbyteorder('=')} array updated in place (convert with "
+                f".astype({p.dtype.newbyteorder('=').name}) and keep the result)"
+            )
         raise TypeError(f"{name} has dtype {p.dtype}; expected float32 or float64")
     if not p.flags.c_contiguous:
         raise ValueError(f"{name} must be C-contiguous to be updated in place")
+    if not p.flags.aligned:
+        raise ValueError(
+            f"{name} is not aligned in memory; expected an aligned array updated in place "
+            f"(a copy is)"
+        )
     if not p.flags.writeable:
         raise ValueError(f"{name} is read-only; expected a writable array updated in place")
     return p
 
 
-def _state(s, name: str, param: np.ndarray, op: str) -> np.ndarray:
+def _state(s, name: str, param: np.ndarray, op: str, others=()) -> np.ndarray:
+    """An optimizer state of ``param``: as ``param`` is, of its shape and dtype, sharing memory
+    with neither ``param`` nor the states before it (``others``: (array, name) pairs)."""
     s = _param(s, name)
     if s.dtype != param.dtype:
         raise TypeError(f"{op}: {name} has dtype {s.dtype}; expected {param.dtype} like param")
     _same_shape(param, s, "param", name, op)
-    if np.may_share_memory(s, param):
-        raise ValueError(f"{op}: {name} shares memory with param; expected a separate array")
+    for other, other_name in ((param, "param"), *others):
+        if other is not None and np.may_share_memory(s, other):  # contiguous: exact
+            raise ValueError(
+                f"{op}: {name} shares memory with {other_name}; expected a separate array"
+            )
     return s
 
 
@@ -868,6 +915,7 @@ def sgd_step(
         buf = _state(momentum_buffer, "momentum_buffer", param, op)
     if _check_only:
         return
+    g = _kernels.read_apart(g, (param, buf), in_place=True)
     _kernels.sgd_step(
         param, buf, g, lr, momentum, dampening, weight_decay, bool(nesterov), bool(first_step)
     )
@@ -899,7 +947,7 @@ def adam_step(
     param = _param(param, "param")
     g = _grad(grad, param, op)
     m = _state(exp_avg, "exp_avg", param, op)
-    v = _state(exp_avg_sq, "exp_avg_sq", param, op)
+    v = _state(exp_avg_sq, "exp_avg_sq", param, op, ((m, "exp_avg"),))
     try:
         beta1, beta2 = (float(b) for b in betas)
     except (TypeError, ValueError):
@@ -916,7 +964,9 @@ def adam_step(
     if amsgrad:
         if max_exp_avg_sq is None:
             raise ValueError("adam_step: max_exp_avg_sq is required when amsgrad=True, got None")
-        vmax = _state(max_exp_avg_sq, "max_exp_avg_sq", param, op)
+        vmax = _state(
+            max_exp_avg_sq, "max_exp_avg_sq", param, op, ((m, "exp_avg"), (v, "exp_avg_sq"))
+        )
     if _check_only:
         return
     _kernels.adam_step(
@@ -924,7 +974,7 @@ def adam_step(
         m,
         v,
         vmax,
-        g,
+        _kernels.read_apart(g, (param, m, v, vmax), in_place=True),
         _nonneg(lr, "lr"),
         beta1,
         beta2,
@@ -965,7 +1015,10 @@ def adam_step_multi(
 ) -> None:
     """:func:`adam_step` over lists of tensors in one call (a multi-tensor step: one Python
     call per parameter group instead of one per parameter). ``steps`` holds each tensor's step
-    number. Every entry is checked as :func:`adam_step` checks it before any is updated."""
+    number. Each sequence is read once, when the call starts (an entry changed during the call,
+    by another thread or by a step's ``__index__``, is not seen). Every entry is checked as
+    :func:`adam_step` checks it, and no array the call writes may share memory with another
+    array of any entry (ValueError naming both), before any is updated."""
     try:
         beta1, beta2 = betas
         beta1, beta2 = float(beta1), float(beta2)
@@ -976,14 +1029,9 @@ def adam_step_multi(
         _nonneg(beta2, "betas[1]", 1.0)
     if amsgrad and max_exp_avg_sqs is None:
         raise ValueError("adam_step_multi: max_exp_avg_sqs is required when amsgrad=True")
-    lists = (
-        params if type(params) is list else list(params),
-        grads if type(grads) is list else list(grads),
-        exp_avgs if type(exp_avgs) is list else list(exp_avgs),
-        exp_avg_sqs if type(exp_avg_sqs) is list else list(exp_avg_sqs),
-    )
-    vmax = list(max_exp_avg_sqs) if amsgrad else None  # type: ignore[arg-type]
-    steps = steps if type(steps) is list else list(steps)
+    ps, gs, ms, vs = tuple(params), tuple(grads), tuple(exp_avgs), tuple(exp_avg_sqs)
+    vmax = tuple(max_exp_avg_sqs) if amsgrad else None  # type: ignore[arg-type]
+    steps = tuple(steps)  # converted to C integers by the binding, once per attempt
     if (
         type(lr) is float
         and type(eps) is float
@@ -1001,41 +1049,45 @@ def adam_step_multi(
             bool(decoupled_weight_decay),
         )
     try:
-        _kernels.adam_multi(*lists, vmax, steps, *args)  # type: ignore[arg-type]
+        _kernels.adam_multi(ps, gs, ms, vs, vmax, steps, *args)
+        return
     except (TypeError, ValueError, OverflowError):
-        names = ("params", "grads", "exp_avgs", "exp_avg_sqs")
-        _diagnose_multi(
-            {**dict(zip(names, lists, strict=True)), "steps": steps, "max_exp_avg_sqs": vmax},
-            lambda i: adam_step(
-                lists[0][i],
-                lists[1][i],
-                lists[2][i],
-                lists[3][i],
-                step=steps[i],
-                lr=0.0,
-                betas=(beta1, beta2),
-                amsgrad=amsgrad,
-                max_exp_avg_sq=None if vmax is None else vmax[i],
-                _check_only=True,
-            ),
+        pass
+    _diagnose_multi(
+        {
+            "params": ps,
+            "grads": gs,
+            "exp_avgs": ms,
+            "exp_avg_sqs": vs,
+            "steps": steps,
+            "max_exp_avg_sqs": vmax,
+        },
+        lambda i: adam_step(
+            ps[i],
+            gs[i],
+            ms[i],
+            vs[i],
+            step=steps[i],
+            lr=0.0,
+            betas=(beta1, beta2),
+            amsgrad=amsgrad,
+            max_exp_avg_sq=None if vmax is None else vmax[i],
+            _check_only=True,
+        ),
+    )
+    # every entry is valid on its own, with a gradient the kernel cannot read as it is (another
+    # layout or byte order, or sharing memory with an array the entry writes): read from a copy
+    # as adam_step reads it. Then only arrays of different entries can still share memory, and
+    # the call refuses that, naming both.
+    gs = tuple(
+        _kernels.read_apart(
+            _grad(gs[i], ps[i], "adam_step"),
+            (ps[i], ms[i], vs[i], None if vmax is None else vmax[i]),
+            in_place=True,
         )
-        # every entry is valid, in a layout the one-call path does not take (a strided grad):
-        # one call per entry, as adam_step takes them
-        for i in range(len(lists[0])):
-            adam_step(
-                lists[0][i],
-                lists[1][i],
-                lists[2][i],
-                lists[3][i],
-                step=steps[i],
-                lr=lr,
-                betas=(beta1, beta2),
-                eps=eps,
-                weight_decay=weight_decay,
-                decoupled_weight_decay=decoupled_weight_decay,
-                amsgrad=amsgrad,
-                max_exp_avg_sq=None if vmax is None else vmax[i],
-            )
+        for i in range(len(ps))
+    )
+    _kernels.adam_multi(ps, gs, ms, vs, vmax, steps, *args)
 
 
 def sgd_step_multi(
@@ -1051,7 +1103,9 @@ def sgd_step_multi(
     first_steps: Sequence[bool],
 ) -> None:
     """:func:`sgd_step` over lists of tensors in one call; ``first_steps`` holds each tensor's
-    ``first_step`` flag. Every entry is checked before any is updated."""
+    ``first_step`` flag. Each sequence is read once, when the call starts; every entry is
+    checked, and no array written may share memory with another array of any entry, before any
+    is updated (as :func:`adam_step_multi`)."""
     lr = _nonneg(lr, "lr")
     momentum = _nonneg(momentum, "momentum")
     dampening = float(dampening)
@@ -1060,37 +1114,37 @@ def sgd_step_multi(
         raise ValueError("sgd_step_multi: nesterov needs momentum > 0 and dampening == 0")
     if momentum != 0.0 and momentum_buffers is None:
         raise ValueError("sgd_step_multi: momentum_buffers is required when momentum != 0")
-    params, grads = list(params), list(grads)
-    bufs = None if momentum == 0.0 else list(momentum_buffers)  # type: ignore[arg-type]
-    flags = [bool(f) for f in first_steps]
+    ps, gs = tuple(params), tuple(grads)
+    bufs = None if momentum == 0.0 else tuple(momentum_buffers)  # type: ignore[arg-type]
+    flags = tuple(bool(f) for f in first_steps)
+    args = (lr, momentum, dampening, weight_decay, bool(nesterov))
     try:
-        _kernels.sgd_multi(
-            params, grads, bufs, lr, momentum, dampening, weight_decay, bool(nesterov), flags
-        )
+        _kernels.sgd_multi(ps, gs, bufs, *args, flags)
+        return
     except (TypeError, ValueError):
-        _diagnose_multi(
-            {"params": params, "grads": grads, "first_steps": flags, "momentum_buffers": bufs},
-            lambda i: sgd_step(
-                params[i],
-                grads[i],
-                None if bufs is None else bufs[i],
-                lr=0.0,
-                momentum=momentum,
-                _check_only=True,
-            ),
+        pass
+    _diagnose_multi(
+        {"params": ps, "grads": gs, "first_steps": flags, "momentum_buffers": bufs},
+        lambda i: sgd_step(
+            ps[i],
+            gs[i],
+            None if bufs is None else bufs[i],
+            lr=0.0,
+            momentum=momentum,
+            _check_only=True,
+        ),
+    )
+    # all valid on their own: gradients read as sgd_step reads them, then one call (as in
+    # adam_step_multi)
+    gs = tuple(
+        _kernels.read_apart(
+            _grad(gs[i], ps[i], "sgd_step"),
+            (ps[i], None if bufs is None else bufs[i]),
+            in_place=True,
         )
-        for i in range(len(params)):  # all valid: one call per entry, as sgd_step takes them
-            sgd_step(
-                params[i],
-                grads[i],
-                None if bufs is None else bufs[i],
-                lr=lr,
-                momentum=momentum,
-                dampening=dampening,
-                nesterov=nesterov,
-                weight_decay=weight_decay,
-                first_step=flags[i],
-            )
+        for i in range(len(ps))
+    )
+    _kernels.sgd_multi(ps, gs, bufs, *args, flags)
 
 
 def rmsprop_step(
@@ -1123,18 +1177,20 @@ def rmsprop_step(
             raise ValueError(
                 "rmsprop_step: momentum_buffer is required when momentum != 0, got None"
             )
-        buf = _state(momentum_buffer, "momentum_buffer", param, op)
+        buf = _state(momentum_buffer, "momentum_buffer", param, op, ((sq, "square_avg"),))
     gavg = None
     if centered:
         if grad_avg is None:
             raise ValueError("rmsprop_step: grad_avg is required when centered=True, got None")
-        gavg = _state(grad_avg, "grad_avg", param, op)
+        gavg = _state(
+            grad_avg, "grad_avg", param, op, ((sq, "square_avg"), (buf, "momentum_buffer"))
+        )
     _kernels.rmsprop_step(
         param,
         sq,
         buf,
         gavg,
-        g,
+        _kernels.read_apart(g, (param, sq, buf, gavg), in_place=True),
         _nonneg(lr, "lr"),
         _nonneg(alpha, "alpha"),
         _nonneg(eps, "eps"),
