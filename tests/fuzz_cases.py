@@ -90,9 +90,6 @@ class Corruption:
 
 
 LAYOUTS = ["c", "c", "c", "f", "strided", "reversed", "readonly", "unaligned", "swapped"]
-# the nn layers take arrays in the machine's byte order (an input in the other order is theirs
-# to convert or refuse: the modules group draws these)
-NATIVE_LAYOUTS = [how for how in LAYOUTS if how != "swapped"]
 
 
 def swapped(a: np.ndarray) -> np.ndarray:
@@ -610,7 +607,7 @@ def _as_input(draw, a: np.ndarray):
 def fuzz_modules(data):
     draw = data.draw
     kind, dt, n, c = draw(module_cases())
-    x = farray(draw, (n, c), dt, kinds=NATIVE_LAYOUTS)
+    x = farray(draw, (n, c), dt)
     corrupt_it = draw(st.integers(0, 2)) == 0
     arg = "input"
     if kind == "Linear":
@@ -645,7 +642,7 @@ def fuzz_modules(data):
             else:
                 want = -np.mean(x[np.arange(n), t]) if n else np.nan
         elif kind == "BCELoss":
-            x = np.clip(farray(draw, (n, c), dt, lo=0.01, hi=0.99, kinds=NATIVE_LAYOUTS), 0, 1)
+            x = np.clip(farray(draw, (n, c), dt, lo=0.01, hi=0.99), 0, 1)
             t = farray(draw, (n, c), dt, lo=0, hi=1, layout=False)
             with np.errstate(all="ignore"):
                 want = np.mean(-(t * np.log(x) + (1 - t) * np.log1p(-x))) if x.size else np.nan

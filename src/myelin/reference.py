@@ -15,8 +15,11 @@ _ACTIVATIONS = (None, "relu", "leaky_relu", "sigmoid", "tanh")
 
 
 def _float(x):
-    """np.asarray, with non-float dtypes (lists of ints, bools) converted to float64."""
+    """np.asarray, with non-float dtypes (lists of ints, bools) converted to float64, and float
+    arrays in the other byte order brought into the machine's (the same float type)."""
     x = np.asarray(x)
+    if x.dtype.kind == "f" and not x.dtype.isnative:
+        x = x.astype(x.dtype.newbyteorder("="))
     if x.dtype not in (np.float32, np.float64):
         x = x.astype(np.float64)
     return x
