@@ -607,3 +607,13 @@ def test_numpy_functions_with_deeply_nested_arguments_raise():
         )
     )
     assert out.split("\n")[:2] == ["RecursionError", "[1.0, 1.0, 1.0, 2.0, 1.0, 1.0, 1.0]"]
+
+
+def test_cross_entropy_of_one_sample_names_a_target_of_several_labels():
+    # found by the fuzz at a larger scale: NumPy's "cannot reshape" named neither argument
+    x = myelin.tensor(np.array([1.0, 2.0, 3.0], np.float32))
+    with pytest.raises(ValueError, match=r"target must be one class index.*\(3,\)"):
+        nn.CrossEntropyLoss()(x, myelin.tensor(np.array([0, 1, 2])))
+    assert nn.CrossEntropyLoss()(x, myelin.tensor(np.array(2))).item() == pytest.approx(
+        0.40760596, rel=1e-6
+    )

@@ -373,3 +373,14 @@ def test_data_pipeline_over_big_endian_arrays(tmp_path):
     out = big.transform(x.astype(">f4"))
     assert out.dtype == np.float32 and out.dtype.isnative
     np.testing.assert_array_equal(out, native.transform(x))
+
+
+def test_the_fma_probe_takes_only_thread_counts_the_machine_allows():
+    # its OpenMP region started any number of threads (1000: libgomp's exit under a memory limit)
+    from myelin import _kernels
+
+    most = _kernels.max_threads()
+    for bad in (0, -3, most + 1, 1000):
+        with pytest.raises(ValueError, match=rf"threads must be from 1 to {most}.*got {bad}"):
+            _kernels.fma_peak_gflops(bad, 0.01)
+    assert _kernels.fma_peak_gflops(1, 0.01) > 0

@@ -398,8 +398,12 @@ def backoff_remaining():
 # ---------------------------------------------------------------- machine probe
 
 def fma_peak_gflops(int threads, double seconds):
-    """The float32 FMA peak of `threads` threads in GFLOP/s, measured for about `seconds`."""
+    """The float32 FMA peak of `threads` threads in GFLOP/s, measured for about `seconds`;
+    `threads` from 1 to max_threads() (its OpenMP region starts them all)."""
     cdef double gflops
+    cdef int most = max_threads()
+    if threads < 1 or threads > most:
+        raise ValueError(f"threads must be from 1 to {most} (max_threads()), got {threads}")
     with nogil:
         gflops = myelin_fma_peak_gflops(threads, seconds)
     return gflops

@@ -716,7 +716,13 @@ def cross_entropy(
     _check_logits(x, "cross_entropy")
     if t.dtype.kind == "f" and t.shape == x.shape and t.ndim == 2:
         return _soft_cross_entropy(x, t.astype(x.dtype, copy=False), reduction, label_smoothing)
-    if x.ndim == 1:
+    if x.ndim == 1:  # one sample of C logits and one class index, as PyTorch allows
+        if t.size != 1 or t.ndim > 1:
+            raise ValueError(
+                f"cross_entropy: input has shape {tuple(x.shape)} (one sample of C logits), so "
+                f"target must be one class index (shape () or (1,)); got target of shape "
+                f"{tuple(t.shape)}"
+            )
         x2 = x.reshape(1, -1)
         return cross_entropy(
             x2, np.reshape(t, (1,)), None, ignore_index, reduction, label_smoothing
